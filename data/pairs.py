@@ -1,0 +1,79 @@
+"""Finding IR/VIS folders and pairing their files by base name."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from .imageio import IMAGE_EXTENSIONS
+
+IR_DIR_NAMES = ("Ir", "Inf", "ir", "IR")
+VIS_DIR_NAMES = ("Vis", "Vi", "vi", "VIS")
+
+
+class PairingError(ValueError):
+    """The folders cannot be paired at all (missing folder, nothing to pair)."""
+
+
+def find_subdir(root: str | os.PathLike, names: Tuple[str, ...], what: str) -> Path:
+    """The first existing `root/name` for name in `names` (exact case), else PairingError."""
+    root = Path(root)
+    if not root.is_dir():
+        raise PairingError(f"{root}: no such directory")
+    entries = {p.name for p in root.iterdir() if p.is_dir()}
+    for name in names:
+        if name in entries:
+            return root / name
+    raise PairingError(f"{root}: no {what} folder (looked for {', '.join(names)})")
+
+
+def resolve_dirs(img_dir: Optional[str] = None, ir_dir: Optional[str] = None,
+                 vis_dir: Optional[str] = None) -> Tuple[Path, Path]:
+    """IR and VIS folders from either `img_dir` (holding Ir/Vis or their aliases) or explicit paths."""
+    if img_dir is not None:
+        ir = Path(ir_dir) if ir_dir else find_subdir(img_dir, IR_DIR_NAMES, "infrared")
+        vis = Path(vis_dir) if vis_dir else find_subdir(img_dir, VIS_DIR_NAMES, "visible")
+    elif ir_dir and vis_dir:
+        ir, vis = Path(ir_dir), Path(vis_dir)
+    else:
+        raise PairingError("give --img_dir, or both --ir_dir and --vis_dir")
+    for p in (ir, vis):
+        if not p.is_dir():
+            raise PairingError(f"{p}: no such directory")
+    return ir, vis
+
+
+def list_images(folder: str | os.PathLike) -> Dict[str, Path]:
+    """Map base name -> file for the image files in `folder` (extensions are case-insensitive).
+
+    When two files share a base name (a.png and a.jpg) the first in sorted order wins.
+    """
+    out: Dict[str, Path] = {}
+    for p in sorted(Path(folder).iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."):
+            out.setdefault(p.stem, p)
+    return out
+
+
+@dataclass
+class Pairing:
+    """Result of pairing two folders."""
+
+    pairs: List[Tuple[str, Path, Path]] = field(default_factory=list)  # (name, ir_path, vis_path)
+    ir_only: List[Path] = field(default_factory=list)
+    vis_only: List[Path] = field(default_factory=list)
+
+
+def pair_folders(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike) -> Pairing:
+    """Pair files of two folders by base name, across png/jpg/jpeg/bmp/tif/tiff."""
+    ir, vis = list_images(ir_dir), list_images(vis_dir)
+    result = Pairing()
+    for name in sorted(set(ir) | set(vis)):
+        if name in ir and name in vis:
+            result.pairs.append((name, ir[name], vis[name]))
+        elif name in ir:
+            result.ir_only.append(ir[name])
+        else:
+            result.vis_only.append(vis[name])
+    return result
