@@ -1,0 +1,80 @@
+"""Loading network weights from the many shapes a checkpoint file takes, with one-line errors."""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Dict, Iterable, Optional
+
+import torch
+import torch.nn as nn
+
+from .student import Student
+
+# Keys under which a wrapped checkpoint may hold the weights, tried in order.
+WRAPPER_KEYS = ("state_dict", "model", "student")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message names the file and the problem."""
+
+
+def _is_state_dict(obj) -> bool:
+    return isinstance(obj, dict) and len(obj) > 0 and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def strip_prefix(state: Dict[str, torch.Tensor], prefix: str = "module.") -> Dict[str, torch.Tensor]:
+    """Remove a leading `prefix` (DistributedDataParallel's `module.`) from every key that has it."""
+    return OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, v) for k, v in state.items())
+
+
+def read_state_dict(path: str | os.PathLike, keys: Iterable[str] = WRAPPER_KEYS) -> Dict[str, torch.Tensor]:
+    """Read a state_dict on the CPU from a bare or wrapped checkpoint (`weights_only=True`).
+
+    A file saved on CUDA loads on a CPU-only machine. `module.` prefixes are stripped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated / foreign files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason[:200]})") from None
+    if not _is_state_dict(obj):
+        inner = None
+        if isinstance(obj, dict):
+            inner = next((obj[k] for k in keys if _is_state_dict(obj.get(k))), None)
+        if inner is None:
+            found = f"a dict with keys {sorted(map(str, obj))[:6]}" if isinstance(obj, dict) else type(obj).__name__
+            raise CheckpointError(
+                f"{path}: no weights found (expected a state_dict, or one under {', '.join(keys)}; found {found})")
+        obj = inner
+    return strip_prefix(obj)
+
+
+def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], path: str | os.PathLike,
+                 what: str = "network") -> nn.Module:
+    """Strictly load `state` into `model`; a mismatch raises CheckpointError naming the first few keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        def head(keys):
+            return ", ".join(keys[:4]) + (f" ... ({len(keys)} in all)" if len(keys) > 4 else "") if keys else "none"
+        raise CheckpointError(
+            f"{path}: not a SAGE {what} checkpoint (missing keys: {head(missing)}; unexpected keys: {head(unexpected)})")
+    wrong = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    if wrong:
+        k = wrong[0]
+        raise CheckpointError(f"{path}: shape mismatch for {k}: file has {tuple(state[k].shape)}, "
+                              f"the {what} expects {tuple(own[k].shape)} ({len(wrong)} mismatched tensors)")
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def load_student(path: str | os.PathLike, device: Optional[torch.device | str] = None) -> Student:
+    """A Student in eval mode with the weights of `path` (release file, our epoch files or last.pt)."""
+    model = load_weights(Student(), read_state_dict(path), path, what="student")
+    return model.to(device or "cpu").eval()
