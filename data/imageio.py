@@ -77,6 +77,12 @@ def read_vis(path: str | os.PathLike) -> Tuple[np.ndarray, bool]:
     return np.ascontiguousarray(ycrcb.transpose(2, 0, 1)), True
 
 
+def list_images_checked(folder) -> dict:
+    """Base name -> path for the image files of `folder` (see data.pairs.list_images)."""
+    from .pairs import list_images
+    return list_images(folder)
+
+
 def image_size(path: str | os.PathLike) -> Tuple[int, int]:
     """(H, W) of an image file (decodes it; raises ImageReadError on a bad file)."""
     return read_raw(path).shape[:2]

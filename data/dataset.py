@@ -1,0 +1,147 @@
+"""The training dataset of SPEC-SAGE.md section 6: root/{Ir, Vis, Label} (+ the segment cache).
+
+Each item is a dict of float32 tensors cropped to `crop_size` (H, W):
+    ir (1,H,W), y (1,H,W), crcb (2,H,W), label (H,W) int64, and, with segments,
+    vm (K,H,W), im (K,H,W) segment images (and vm_mask, im_mask (K,H,W) binary masks).
+Randomness (crop position, flip) is drawn from a generator seeded by (seed, epoch, index), so an epoch
+is reproducible and a resumed run sees exactly the crops an uninterrupted one would.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .imageio import ImageReadError, list_images_checked, read_ir, read_raw, read_vis
+from .pairs import IR_DIR_NAMES, VIS_DIR_NAMES, PairingError, find_subdir, pair_folders
+
+LABEL_DIR_NAMES = ("Label", "label", "Labels", "labels")
+
+
+def label_bbox_crop(label: np.ndarray, crop: Tuple[int, int], rng: np.random.Generator) -> Tuple[int, int]:
+    """Top-left corner of a random crop inside the bounding box of the label's non-zero pixels.
+
+    The box is grown (about its centre, kept inside the image) to at least the crop size; with no
+    labelled pixel this is a plain random crop over the whole image.
+    """
+    h, w = label.shape
+    ch, cw = crop
+    ys, xs = np.nonzero(label)
+    if ys.size == 0:
+        y0, y1, x0, x1 = 0, h, 0, w
+    else:
+        y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+
+    def grow(lo: int, hi: int, size: int, limit: int) -> Tuple[int, int]:
+        if hi - lo >= size:
+            return lo, hi
+        extra = size - (hi - lo)
+        lo = max(0, lo - extra // 2)
+        hi = min(limit, lo + size)
+        return hi - size, hi
+
+    y0, y1 = grow(y0, y1, ch, h)
+    x0, x1 = grow(x0, x1, cw, w)
+    top = int(rng.integers(y0, y1 - ch + 1))
+    left = int(rng.integers(x0, x1 - cw + 1))
+    return top, left
+
+
+def read_label(path: Path) -> np.ndarray:
+    """A label map of class indices (H, W) int64 from a single-channel PNG (first channel if colour)."""
+    lab = read_raw(path)
+    if lab.ndim == 3:
+        lab = lab[:, :, 0]
+    return lab.astype(np.int64)
+
+
+class FusionTrainSet(Dataset):
+    """IR/VIS/label triples with shared crop and flip, and optionally the SAM segment images.
+
+    Args:
+        root: folder with Ir/ (Inf, ir, IR), Vis/ (Vi, vi, VIS) and Label/; pairs share a base name.
+        crop_size: (H, W) of the training crops (release: 192 x 256).
+        seed: base seed for crops and flips.
+        hflip: probability of a horizontal flip.
+        segments: None, or a callable (name, ir (H,W), y (H,W)) -> (vm, im, vm_mask, im_mask), each
+            (K, H, W) float32 numpy; it is given the full image and cropped here like the images.
+        official_label_scaling: reproduce the release's ToTensor label bug (class k -> k/255 -> long
+            -> 0 for every pixel). Off by default.
+        require_labels: without labels, crops are plain random crops and the label is all zeros.
+    """
+
+    def __init__(self, root: str | Path, crop_size: Sequence[int] = (192, 256), seed: int = 0,
+                 hflip: float = 0.5, segments: Optional[Callable] = None,
+                 official_label_scaling: bool = False, require_labels: bool = True):
+        root = Path(root)
+        ir_dir = find_subdir(root, IR_DIR_NAMES, "infrared")
+        vis_dir = find_subdir(root, VIS_DIR_NAMES, "visible")
+        pairing = pair_folders(ir_dir, vis_dir)
+        if not pairing.pairs:
+            raise PairingError(f"{root}: no IR/VIS pairs with matching names")
+        self.label_dir: Optional[Path] = None
+        try:
+            self.label_dir = find_subdir(root, LABEL_DIR_NAMES, "label")
+        except PairingError:
+            if require_labels:
+                raise
+        self.items: List[Tuple[str, Path, Path, Optional[Path]]] = []
+        labels = list_images_checked(self.label_dir) if self.label_dir else {}
+        for name, ir, vis in pairing.pairs:
+            if self.label_dir is not None and name not in labels:
+                raise PairingError(f"{self.label_dir}: no label for pair '{name}'")
+            self.items.append((name, ir, vis, labels.get(name)))
+        self.crop = (int(crop_size[0]), int(crop_size[1]))
+        self.seed, self.hflip, self.segments = int(seed), float(hflip), segments
+        self.official_label_scaling = bool(official_label_scaling)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose crops and flips __getitem__ draws (call before each epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def names(self) -> List[str]:
+        return [it[0] for it in self.items]
+
+    def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
+        name, ir_path, vis_path, label_path = self.items[index]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        ir = read_ir(ir_path)
+        vis, _ = read_vis(vis_path)
+        h, w = ir.shape
+        if vis.shape[1:] != (h, w):
+            raise ImageReadError(f"{vis_path}: size {vis.shape[2]}x{vis.shape[1]} differs from its IR image ({w}x{h})")
+        label = read_label(label_path) if label_path else np.zeros((h, w), np.int64)
+        if label.shape != (h, w):
+            raise ImageReadError(f"{label_path}: label size {label.shape[1]}x{label.shape[0]} differs from the images ({w}x{h})")
+        ch, cw = self.crop
+        if h < ch or w < cw:
+            raise ImageReadError(f"{ir_path}: image {w}x{h} is smaller than the crop {cw}x{ch} (lower data.crop_size)")
+        top, left = label_bbox_crop(label, self.crop, rng)
+        flip = rng.uniform() < self.hflip
+        planes = {"ir": ir[None], "y": vis[0:1], "crcb": vis[1:3]}
+        if self.segments is not None:
+            vm, im, vm_mask, im_mask = self.segments(name, ir, vis[0])
+            planes.update(vm=vm, im=im, vm_mask=vm_mask, im_mask=im_mask)
+        out: Dict[str, torch.Tensor] = {}
+        for key, arr in planes.items():
+            arr = arr[:, top:top + ch, left:left + cw]
+            if flip:
+                arr = arr[:, :, ::-1]
+            out[key] = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        lab = label[top:top + ch, left:left + cw]
+        if flip:
+            lab = lab[:, ::-1]
+        lab = torch.from_numpy(np.ascontiguousarray(lab))
+        if self.official_label_scaling:
+            # Quirk of the release (data.official_label_scaling): ToTensor scales k to k/255; .long() gives 0.
+            lab = (lab.float() / 255.0).long()
+        out["label"] = lab
+        out["index"] = torch.tensor(index)
+        return out
