@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import re
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, Iterable, Optional
@@ -24,6 +26,27 @@ def _is_state_dict(obj) -> bool:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
+def _load_failure(path: Path, exc: Exception) -> str:
+    """A short reason for a failed torch.load (torch's own messages run over many lines)."""
+    text = str(exc)
+    match = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if match:
+        return (f"it holds a pickled Python object ({match.group(1)}) that weights_only loading refuses; "
+                "re-save just the state_dict")
+    if zipfile.is_zipfile(path):
+        return "a zip archive that torch cannot read: truncated or corrupt"
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    if not head:
+        return "empty file"
+    if head == b"PK":
+        return "a truncated or corrupt zip archive"
+    if head[:1] != b"\x80":  # every torch.save format starts with a zip or a pickle protocol header
+        return "neither a torch.save zip archive nor a pickle"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return first[:160]
+
+
 def strip_prefix(state: Dict[str, torch.Tensor], prefix: str = "module.") -> Dict[str, torch.Tensor]:
     """Remove a leading `prefix` (DistributedDataParallel's `module.`) from every key that has it."""
     return OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, v) for k, v in state.items())
@@ -35,13 +58,14 @@ def read_state_dict(path: str | os.PathLike, keys: Iterable[str] = WRAPPER_KEYS)
     A file saved on CUDA loads on a CPU-only machine. `module.` prefixes are stripped.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated / foreign files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({reason[:200]})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_load_failure(path, exc)})") from None
     if not _is_state_dict(obj):
         inner = None
         if isinstance(obj, dict):
