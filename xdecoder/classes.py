@@ -1,0 +1,93 @@
+"""Class lists (in label order) and reading them from configs.
+
+FMB's labels index 0 = background, 1 = Road, ... 14 = Pole (SPEC-SAGE.md section 4). The release's
+X-Decoder prompt list puts "road" first and "background" last; here every list is in label order, so
+class k of a logit tensor is the class whose pixels carry the value k in the label PNGs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+FMB_CLASSES: List[str] = ["background", "Road", "Sidewalk", "Building", "Lamp", "Sign", "Vegetation", "Sky",
+                          "Person", "Car", "Truck", "Bus", "Motorcycle", "Bicycle", "Pole"]
+
+# The 19 Cityscapes training classes in trainId order, spelt as in the SegFormer Cityscapes checkpoints'
+# config.json (id2label).
+CITYSCAPES_CLASSES: List[str] = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
+                                 "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck",
+                                 "bus", "train", "motorcycle", "bicycle"]
+
+DEFAULT_IGNORE_INDEX = 255
+
+
+class SemanticConfigError(ValueError):
+    """A semantic config value, class list or mapping that cannot be used; the message names the fix."""
+
+
+def resolve_path(value: str | Path) -> Path:
+    """A config path as given (relative to the working directory), else relative to the repository root."""
+    p = Path(value).expanduser()
+    if p.exists() or p.is_absolute():
+        return p
+    alt = REPO_ROOT / p
+    return alt if alt.exists() else p
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """Parse a YAML file; a missing or malformed file raises SemanticConfigError naming it."""
+    p = resolve_path(path)
+    if not p.is_file():
+        raise SemanticConfigError(f"{path}: no such {what} file")
+    try:
+        return yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise SemanticConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def load_class_names(value: Optional[Any]) -> List[str]:
+    """Class names in label order from None (FMB), a list, or a YAML file holding a list or `class_names:`."""
+    if value is None:
+        return list(FMB_CLASSES)
+    if isinstance(value, (str, Path)):
+        data = read_yaml(value, "class list")
+        if isinstance(data, dict):
+            data = data.get("class_names")
+        if not isinstance(data, list):
+            raise SemanticConfigError(f"{value}: expected a list of class names (or a `class_names:` list)")
+        value = data
+    if not isinstance(value, (list, tuple)) or not value:
+        raise SemanticConfigError(f"semantic.class_names: expected a non-empty list of names, got {value!r}")
+    names = [str(v) for v in value]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise SemanticConfigError(f"semantic.class_names: duplicate names {dup}")
+    return names
+
+
+def check_num_classes(names: Sequence[str], num_classes: Optional[int], where: str = "semantic.num_classes") -> int:
+    """len(names), after checking it against an explicit num_classes."""
+    if num_classes is not None and int(num_classes) != len(names):
+        raise SemanticConfigError(f"{where}={num_classes} but the class list has {len(names)} names "
+                                  f"({', '.join(names[:4])}, ...); make them agree")
+    return len(names)
+
+
+def resolve_ignore_classes(value: Optional[Sequence[Any]], names: Sequence[str]) -> List[int]:
+    """Label values treated like the ignore index, from indices or class names (None -> none)."""
+    out: List[int] = []
+    for v in value or ():
+        if isinstance(v, str) and not v.lstrip("-").isdigit():
+            if v not in names:
+                raise SemanticConfigError(f"semantic.ignore_classes: '{v}' is not in the class list {list(names)}")
+            out.append(list(names).index(v))
+        else:
+            k = int(v)
+            if not 0 <= k < len(names):
+                raise SemanticConfigError(f"semantic.ignore_classes: {k} is outside 0..{len(names) - 1}")
+            out.append(k)
+    return sorted(set(out))
