@@ -1,0 +1,78 @@
+"""Finding the IR/VIS folders and pairing files by base name."""
+from __future__ import annotations
+
+import pytest
+
+from data.pairs import IR_DIR_NAMES, VIS_DIR_NAMES, PairingError, find_subdir, list_images, pair_folders, resolve_dirs
+
+
+def touch(folder, *names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        (folder / n).write_bytes(b"x")
+
+
+@pytest.mark.parametrize("ir_name", ["Ir", "Inf", "ir", "IR"])
+@pytest.mark.parametrize("vis_name", ["Vis", "Vi", "vi", "VIS"])
+def test_folder_aliases(tmp_path, ir_name, vis_name):
+    (tmp_path / ir_name).mkdir()
+    (tmp_path / vis_name).mkdir()
+    (tmp_path / "Label").mkdir()
+    ir, vis = resolve_dirs(str(tmp_path))
+    assert (ir, vis) == (tmp_path / ir_name, tmp_path / vis_name)
+
+
+def test_alias_lists_are_the_documented_ones():
+    assert IR_DIR_NAMES == ("Ir", "Inf", "ir", "IR")
+    assert VIS_DIR_NAMES == ("Vis", "Vi", "vi", "VIS")
+
+
+def test_alias_preference_order(tmp_path):
+    for n in ("IR", "Inf", "vi", "Vis"):
+        (tmp_path / n).mkdir()
+    assert resolve_dirs(str(tmp_path)) == (tmp_path / "Inf", tmp_path / "Vis")
+
+
+def test_missing_folders_are_one_line_errors(tmp_path):
+    (tmp_path / "Ir").mkdir()
+    with pytest.raises(PairingError, match=r"no visible folder \(looked for Vis, Vi, vi, VIS\)$") as exc:
+        resolve_dirs(str(tmp_path))
+    assert str(tmp_path) in str(exc.value)
+    with pytest.raises(PairingError, match="no such directory"):
+        resolve_dirs(str(tmp_path / "absent"))
+    with pytest.raises(PairingError, match="no such directory"):
+        resolve_dirs(ir_dir=str(tmp_path / "Ir"), vis_dir=str(tmp_path / "nothing"))
+    with pytest.raises(PairingError, match="give --img_dir, or both --ir_dir and --vis_dir"):
+        resolve_dirs(ir_dir=str(tmp_path / "Ir"))
+    with pytest.raises(PairingError, match="no infrared folder"):
+        find_subdir(tmp_path / "Ir", IR_DIR_NAMES, "infrared")
+
+
+def test_explicit_folders_override(tmp_path):
+    (tmp_path / "thermal").mkdir()
+    (tmp_path / "rgb").mkdir()
+    assert resolve_dirs(ir_dir=str(tmp_path / "thermal"), vis_dir=str(tmp_path / "rgb")) == (
+        tmp_path / "thermal", tmp_path / "rgb")
+
+
+def test_pairs_across_extensions_and_orphans(tmp_path):
+    touch(tmp_path / "Ir", "a.png", "b.bmp", "c.tif", "d.JPG", "only_ir.png", "notes.txt", ".hidden.png")
+    touch(tmp_path / "Vis", "a.jpg", "b.jpeg", "c.tiff", "d.png", "only_vis.bmp", "e.gif")
+    (tmp_path / "Ir" / "sub.png").mkdir()  # a folder with an image-like name is not an image
+    p = pair_folders(tmp_path / "Ir", tmp_path / "Vis")
+    assert [(n, i.name, v.name) for n, i, v in p.pairs] == [
+        ("a", "a.png", "a.jpg"), ("b", "b.bmp", "b.jpeg"), ("c", "c.tif", "c.tiff"), ("d", "d.JPG", "d.png")]
+    assert [x.name for x in p.ir_only] == ["only_ir.png"]
+    assert [x.name for x in p.vis_only] == ["only_vis.bmp"]
+
+
+def test_pairs_are_sorted_by_name(tmp_path):
+    names = ["10", "2", "b", "A", "01"]
+    touch(tmp_path / "Ir", *(f"{n}.png" for n in names))
+    touch(tmp_path / "Vis", *(f"{n}.png" for n in names))
+    assert [n for n, _, _ in pair_folders(tmp_path / "Ir", tmp_path / "Vis").pairs] == sorted(names)
+
+
+def test_duplicate_base_name_takes_first_sorted(tmp_path):
+    touch(tmp_path, "x.png", "x.jpg")
+    assert list_images(tmp_path) == {"x": tmp_path / "x.jpg"}
