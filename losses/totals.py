@@ -1,0 +1,121 @@
+"""The student's and the teacher's total losses (SPEC-SAGE.md section 4), and the non-finite guard.
+
+Both return (total, terms): `total` carries the graph; `terms` maps names to detached scalars for
+logging, `total` included. The teacher's semantic term is added by train.py.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from .contrast import FeatureExtractor
+from .cosine import cosine_distill_loss
+from .fusion import Terms, cal_loss, teacher_base_loss
+from .weights import LossWeights
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite; training must stop."""
+
+
+def _detached(taps: Sequence[torch.Tensor]) -> list:
+    return [t.detach() for t in taps]
+
+
+def student_loss(
+    out: torch.Tensor,
+    taps_s: Sequence[torch.Tensor],
+    y: torch.Tensor,
+    ir: torch.Tensor,
+    ref: Optional[torch.Tensor],
+    taps_t: Optional[Sequence[torch.Tensor]],
+    vm: Optional[torch.Tensor],
+    im: Optional[torch.Tensor],
+    extractor: Optional[FeatureExtractor],
+    contrast_mask: str = "image",
+    vm_masks: Optional[torch.Tensor] = None,
+    im_masks: Optional[torch.Tensor] = None,
+    weights: Optional[LossWeights] = None,
+) -> Tuple[torch.Tensor, Terms]:
+    """Student loss: cal(F_s, Y, IR, ref=F_t, VM, IM) + 0.3 Cos(student taps, teacher taps).
+
+    Args:
+        out: (B, 1, H, W) student output F_s.
+        taps_s: the student's five maps [x1..x5] (B, 32, .., ..).
+        y, ir: (B, 1, H, W) sources.
+        ref: (B, 1, H, W) teacher output F_t (detached here), or None without a teacher.
+        taps_t: the teacher's five taps of the same shapes as taps_s (detached here), or None.
+        vm, im: (B, K, H, W) segment images; extractor: SAM features for CR (see losses.fusion.cal_loss).
+        contrast_mask, vm_masks, im_masks: "image" (release) or "binary" with the binary masks.
+        weights: LossWeights (release defaults when None).
+    Returns:
+        (total, terms): terms fuse, grad, contrast, cal, cos, total and the parts mse_y, mse_ir,
+        mse_ref, g_src, g_ref, cr (those needing the teacher only when it is given).
+    """
+    w = weights or LossWeights()
+    total, terms = cal_loss(out, y, ir, ref, vm, im, extractor, w, contrast_mask, vm_masks, im_masks)
+    if taps_t is not None and w.w_cos != 0:
+        cos = cosine_distill_loss(taps_s, _detached(taps_t))
+        total = total + w.w_cos * cos
+        terms["cos"] = cos.detach()
+    terms["total"] = total.detach()
+    return total, terms
+
+
+def teacher_loss(
+    out_t: torch.Tensor,
+    taps_t: Sequence[torch.Tensor],
+    y: torch.Tensor,
+    ir: torch.Tensor,
+    ref_s: Optional[torch.Tensor] = None,
+    taps_s: Optional[Sequence[torch.Tensor]] = None,
+    vm: Optional[torch.Tensor] = None,
+    im: Optional[torch.Tensor] = None,
+    extractor: Optional[FeatureExtractor] = None,
+    mutual: bool = False,
+    contrast_mask: str = "image",
+    vm_masks: Optional[torch.Tensor] = None,
+    im_masks: Optional[torch.Tensor] = None,
+    weights: Optional[LossWeights] = None,
+) -> Tuple[torch.Tensor, Terms]:
+    """Teacher loss without the semantic term: base [+ 0.1 cal(F_t, .., ref=F_s) + 0.01 Cos(taps_t, taps_s)].
+
+    Args:
+        out_t: (B, 1, H, W) teacher output F_t; taps_t its five taps.
+        y, ir: (B, 1, H, W) sources.
+        ref_s, taps_s: the student's output and maps (detached here); needed when mutual.
+        vm, im, extractor, contrast_mask, vm_masks, im_masks: for the CR inside cal (mutual only).
+        mutual: add the mutual term (the release does from epoch `student_epoch` on).
+        weights: LossWeights (release defaults when None).
+    Returns:
+        (total, terms): mse_y, mse_ir, g_src, base, total and, when mutual, the cal terms prefixed
+        with "mutual_" (mutual_fuse, mutual_grad, mutual_contrast, mutual_cal, ...) and mutual_cos.
+    """
+    w = weights or LossWeights()
+    total, terms = teacher_base_loss(out_t, y, ir, w)
+    if mutual:
+        if ref_s is None or taps_s is None:
+            raise ValueError("losses/totals.py: teacher_loss(mutual=True) needs the student's output ref_s and taps_s")
+        cal, cal_terms = cal_loss(out_t, y, ir, ref_s, vm, im, extractor, w, contrast_mask, vm_masks, im_masks)
+        cos = cosine_distill_loss(taps_t, _detached(taps_s))
+        total = total + w.mutual * cal + w.mutual_cos * cos
+        terms.update({f"mutual_{k}": v for k, v in cal_terms.items()})
+        terms["mutual_cos"] = cos.detach()
+    terms["total"] = total.detach()
+    return total, terms
+
+
+def check_finite(terms: Mapping[str, torch.Tensor], step: int) -> None:
+    """Raise NonFiniteLossError naming the first NaN/inf term and the step; one device sync in the good case."""
+    if not terms:
+        return
+    values = torch.stack([v.detach().float().reshape(()) for v in terms.values()])
+    if bool(torch.isfinite(values).all()):
+        return
+    for name, v in terms.items():
+        if not bool(torch.isfinite(v).all()):
+            raise NonFiniteLossError(
+                f"step {step}: loss term '{name}' is {float(v)} - training stopped "
+                "(lower the learning rate, or check the inputs and the last checkpoint)"
+            )
