@@ -1,0 +1,154 @@
+"""Settings of the SAM segment cache: the release's defaults, presets, and the record kept in the cache.
+
+The `sam` config section (configs/sam.yaml) holds:
+    checkpoint       path to the SAM ViT-B checkpoint, or "none"/null for random weights (tests, demos)
+    model_type       vit_b (the release), vit_l or vit_h
+    image_size       SAM's input size (1024; smaller only with random weights, for fast tests)
+    bgr_input        feed OpenCV's BGR array to SAM like the release (quirk); default RGB
+    seed             seed of the random initialisation when there is no checkpoint
+    cache_mask_num   masks kept per modality and image (release: 20)
+    use_mask_num     segment images given to the networks (release: 4)
+    allow_fill_missing  an image missing from the cache gets whole-image slots instead of an error
+    device           auto | cpu | cuda
+    generator        keyword arguments of segment_anything.SamAutomaticMaskGenerator
+
+Only what changes the masks is recorded in the cache (`recorded_settings`); points_per_batch and the
+device are speed knobs and are not.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any, Dict, Mapping, Optional
+
+from utils.config import ConfigError, merge
+
+# SPEC-SAGE.md section 5: SamAutomaticMaskGenerator as the authors ran it (other keys: library defaults).
+RELEASE_GENERATOR: Dict[str, Any] = {
+    "points_per_side": 128,
+    "points_per_batch": 64,
+    "pred_iou_thresh": 0.86,
+    "stability_score_thresh": 0.92,
+    "stability_score_offset": 1.0,
+    "box_nms_thresh": 0.7,
+    "crop_n_layers": 1,
+    "crop_nms_thresh": 0.7,
+    "crop_overlap_ratio": 512 / 1500,
+    "crop_n_points_downscale_factor": 2,
+    "min_mask_region_area": 100,
+}
+
+DEFAULT_SETTINGS: Dict[str, Any] = {
+    "checkpoint": None,
+    "model_type": "vit_b",
+    "image_size": 1024,
+    "bgr_input": False,
+    "seed": 0,
+    "cache_mask_num": 20,
+    "use_mask_num": 4,
+    "allow_fill_missing": False,
+    "device": "auto",
+    "generator": RELEASE_GENERATOR,
+}
+
+# Keys of `generator` that do not change the masks (not recorded, not compared).
+SPEED_ONLY_GENERATOR_KEYS = ("points_per_batch",)
+MODEL_TYPES = ("vit_b", "vit_l", "vit_h")
+
+
+def resolve_settings(sam_cfg: Optional[Mapping[str, Any]] = None, preset: Optional[str] = None,
+                     presets: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """Complete `sam` settings: DEFAULT_SETTINGS <- sam_cfg <- presets[preset], checked.
+
+    A preset is a partial `sam` mapping (e.g. configs/sam.yaml `presets.fast`); it wins over sam_cfg so
+    `--preset fast` means the same thing whatever the base config holds. Command-line `--set` overrides
+    are applied by the caller after this (see scripts/build_mask_cache.py).
+    """
+    out = merge(DEFAULT_SETTINGS, dict(sam_cfg or {}))
+    if preset:
+        if not presets or preset not in presets:
+            known = ", ".join(sorted(presets or {})) or "none"
+            raise ConfigError(f"preset '{preset}' is not defined (known presets: {known}; see configs/sam.yaml)")
+        out = merge(out, presets[preset])
+    return check_settings(out)
+
+
+def check_settings(s: Dict[str, Any]) -> Dict[str, Any]:
+    """Validate types and ranges; raises ConfigError with the offending key. Returns `s`."""
+    unknown = set(s) - set(DEFAULT_SETTINGS)
+    if unknown:
+        raise ConfigError(f"sam: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(DEFAULT_SETTINGS)})")
+    gen = s.get("generator")
+    if not isinstance(gen, dict):
+        raise ConfigError("sam.generator must be a mapping of SamAutomaticMaskGenerator arguments")
+    unknown = set(gen) - set(RELEASE_GENERATOR)
+    if unknown:
+        raise ConfigError(f"sam.generator: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(RELEASE_GENERATOR)})")
+    if s["model_type"] not in MODEL_TYPES:
+        raise ConfigError(f"sam.model_type={s['model_type']!r}: expected one of {', '.join(MODEL_TYPES)}")
+    for key in ("image_size", "cache_mask_num", "use_mask_num", "seed"):
+        if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < 0:
+            raise ConfigError(f"sam.{key}={s[key]!r}: expected a non-negative integer")
+    if s["image_size"] < 16 or s["image_size"] % 16:
+        raise ConfigError(f"sam.image_size={s['image_size']}: expected a multiple of 16 (1024 for real checkpoints)")
+    if s["cache_mask_num"] < 1 or s["use_mask_num"] < 1:
+        raise ConfigError("sam.cache_mask_num and sam.use_mask_num must be at least 1")
+    for key in ("bgr_input", "allow_fill_missing"):
+        if not isinstance(s[key], bool):
+            raise ConfigError(f"sam.{key}={s[key]!r}: expected true or false")
+    for key in ("points_per_side", "points_per_batch", "crop_n_layers", "crop_n_points_downscale_factor",
+                "min_mask_region_area"):
+        v = gen[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0 or (key in ("points_per_side", "points_per_batch") and v < 1):
+            raise ConfigError(f"sam.generator.{key}={v!r}: expected a positive integer")
+    for key in ("pred_iou_thresh", "stability_score_thresh", "stability_score_offset", "box_nms_thresh",
+                "crop_nms_thresh", "crop_overlap_ratio"):
+        if not isinstance(gen[key], (int, float)) or isinstance(gen[key], bool):
+            raise ConfigError(f"sam.generator.{key}={gen[key]!r}: expected a number")
+        gen[key] = float(gen[key])
+    return s
+
+
+def is_random_checkpoint(checkpoint: Any) -> bool:
+    """True for null/None/'none'/'' (random SAM weights)."""
+    return checkpoint is None or (isinstance(checkpoint, str) and checkpoint.strip().lower() in ("", "none", "null"))
+
+
+def recorded_settings(s: Mapping[str, Any]) -> Dict[str, Any]:
+    """The part of the settings that determines the masks; stored in the cache manifest and compared."""
+    gen = {k: v for k, v in s["generator"].items() if k not in SPEED_ONLY_GENERATOR_KEYS}
+    return {
+        "model_type": s["model_type"],
+        "image_size": int(s["image_size"]),
+        "bgr_input": bool(s["bgr_input"]),
+        "cache_mask_num": int(s["cache_mask_num"]),
+        "generator": {k: gen[k] for k in sorted(gen)},
+    }
+
+
+def settings_digest(recorded: Mapping[str, Any], checkpoint_id: str) -> str:
+    """Short hash of (recorded settings, checkpoint id): written into every entry to catch stale ones."""
+    blob = json.dumps({"settings": recorded, "checkpoint": checkpoint_id}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def diff_settings(have: Mapping[str, Any], want: Mapping[str, Any], prefix: str = "") -> Dict[str, tuple]:
+    """{dotted key: (have, want)} for every leaf that differs (floats compared to 1e-9)."""
+    out: Dict[str, tuple] = {}
+    for key in sorted(set(have) | set(want)):
+        a, b = have.get(key), want.get(key)
+        name = prefix + key
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.update(diff_settings(a, b, name + "."))
+        elif isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) \
+                and not isinstance(b, bool):
+            if abs(float(a) - float(b)) > 1e-9:
+                out[name] = (a, b)
+        elif a != b:
+            out[name] = (a, b)
+    return out
+
+
+def copy_settings(s: Mapping[str, Any]) -> Dict[str, Any]:
+    return copy.deepcopy(dict(s))
