@@ -50,9 +50,9 @@ def _segment_weights(
     if mode == "image":
         return segments
     if masks is None:
-        raise ValueError(f"contrast_mask='binary' needs the binary masks '{name}_masks' (B, K, H, W)")
+        raise ValueError(f"losses/contrast.py: contrast_mask='binary' needs the binary masks '{name}_masks' (B, K, H, W)")
     if masks.shape != segments.shape:
-        raise ValueError(f"{name}_masks has shape {tuple(masks.shape)}, expected {tuple(segments.shape)}")
+        raise ValueError(f"losses/contrast.py: {name}_masks has shape {tuple(masks.shape)}, expected {tuple(segments.shape)}")
     return masks.to(segments.dtype)
 
 
@@ -92,7 +92,7 @@ def contrast_loss(
     zero image, so their features are equal.
     """
     if contrast_mask not in CONTRAST_MASK_MODES:
-        raise ValueError(f"contrast_mask must be one of {CONTRAST_MASK_MODES}, got {contrast_mask!r}")
+        raise ValueError(f"losses/contrast.py: contrast_mask must be one of {CONTRAST_MASK_MODES}, got {contrast_mask!r}")
     for name, t in (("y", y), ("ir", ir), ("ref", ref)):
         assert t.shape == out.shape, (name, t.shape, out.shape)
     for name, t in (("vm", vm), ("im", im)):
