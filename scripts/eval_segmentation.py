@@ -181,9 +181,15 @@ def main(argv=None) -> float:
     return miou
 
 
-if __name__ == "__main__":
+def cli(argv=None) -> int:
+    """main() with the expected errors turned into one line on stderr and exit status 2."""
     try:
-        main()
+        main(argv)
     except (SemanticConfigError, PairingError, ImageReadError, DeviceError, FloatingPointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

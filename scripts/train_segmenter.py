@@ -97,9 +97,15 @@ def main(argv=None) -> dict:
                            meta={"images": str(image_dir)}, progress=not args.no_progress)
 
 
-if __name__ == "__main__":
+def cli(argv=None) -> int:
+    """main() with the expected errors turned into one line on stderr and exit status 2."""
     try:
-        main()
+        main(argv)
     except (SemanticConfigError, PairingError, ImageReadError, DeviceError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
