@@ -1,0 +1,51 @@
+"""configs/sam.yaml and SAM/settings.py."""
+from __future__ import annotations
+
+import pytest
+
+from SAM.settings import (DEFAULT_SETTINGS, RELEASE_GENERATOR, diff_settings, recorded_settings, resolve_settings,
+                          settings_digest)
+from utils.config import ConfigError, load_config
+
+
+@pytest.fixture(scope="module")
+def cfg(repo_root):
+    return load_config(repo_root / "configs" / "sam.yaml")
+
+
+def test_yaml_defaults_are_the_release_settings(cfg):
+    s = resolve_settings(cfg["sam"])
+    assert s == resolve_settings(None)
+    assert s["generator"] == RELEASE_GENERATOR
+    g = s["generator"]
+    assert (g["points_per_side"], g["pred_iou_thresh"], g["stability_score_thresh"], g["crop_n_layers"],
+            g["crop_n_points_downscale_factor"], g["min_mask_region_area"]) == (128, 0.86, 0.92, 1, 2, 100)
+    assert (s["cache_mask_num"], s["use_mask_num"], s["bgr_input"], s["model_type"]) == (20, 4, False, "vit_b")
+
+
+def test_presets(cfg):
+    fast = resolve_settings(cfg["sam"], "fast", cfg["presets"])
+    assert fast["generator"]["points_per_side"] == 32 and fast["generator"]["crop_n_layers"] == 0
+    assert fast["generator"]["pred_iou_thresh"] == 0.86 and fast["image_size"] == 1024
+    with pytest.raises(ConfigError, match="preset 'nope' is not defined"):
+        resolve_settings(cfg["sam"], "nope", cfg["presets"])
+
+
+def test_bad_keys_and_values():
+    with pytest.raises(ConfigError, match="unknown key"):
+        resolve_settings({"generator": {"points_per_sid": 3}})
+    with pytest.raises(ConfigError, match="image_size"):
+        resolve_settings({"image_size": 100})
+    with pytest.raises(ConfigError, match="bgr_input"):
+        resolve_settings({"bgr_input": "yes"})
+
+
+def test_recorded_settings_and_digest():
+    a = recorded_settings(resolve_settings(None))
+    b = recorded_settings(resolve_settings({"generator": {"points_per_batch": 16}, "device": "cpu"}))
+    assert a == b  # speed-only knobs are not recorded
+    c = recorded_settings(resolve_settings({"bgr_input": True}))
+    assert diff_settings(a, c) == {"bgr_input": (False, True)}
+    assert settings_digest(a, "x") == settings_digest(b, "x") != settings_digest(c, "x")
+    assert settings_digest(a, "x") != settings_digest(a, "y")
+    assert set(DEFAULT_SETTINGS) >= {"checkpoint", "allow_fill_missing"}
