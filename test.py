@@ -2,6 +2,10 @@
 
     python test.py                                   # demo pairs -> result/test/ with the demo checkpoint
     python test.py --checkpoint checkpoints/checkpoints.pt --img_dir DIR --save_path OUT/
+    python test.py ... --engine reference            # the plain PyTorch module (default: fast)
+    python test.py ... --engine onnx --onnx student.onnx
+    python test.py ... --tile 1024 --overlap 64      # very large images in bounded memory
+    torchrun --nproc_per_node=4 test.py ...          # pairs split between processes
 
 Defaults live in configs/test.yaml; flags override them. One PNG per pair, named after the pair, with
 the colour of the visible image restored (SPEC-SAGE.md section 1). Existing outputs are kept (the run
@@ -12,23 +16,30 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from data.colour import fused_to_bgr8, ycrcb_to_rgb, to_uint8
 from data.imageio import ImageReadError, read_ir, read_vis, write_image_atomic
 from data.pairs import PairingError, pair_folders, resolve_dirs
 from models.checkpoint import CheckpointError, load_student
-from models.inference import fuse_padded, student_fn
+from models.engines import ENGINE_NAMES, EngineError, build_engine
+from models.inference import fuse_image
+from utils import distributed
 from utils.config import ConfigError, apply_flags, load_config
 from utils.device import DeviceError, pick_device
 
 ROOT = Path(__file__).resolve().parent
-FLAGS = ("checkpoint", "img_dir", "ir_dir", "vis_dir", "save_path", "device", "grid", "overwrite", "pad_multiple")
+FLAGS = ("checkpoint", "img_dir", "ir_dir", "vis_dir", "save_path", "device", "grid", "overwrite", "pad_multiple",
+         "engine", "onnx", "tile", "overlap", "tile_above", "batch_size", "workers", "evaluate", "metrics")
+COLOUR_ROWS = 1024  # colour restoration of huge outputs runs in strips of this many rows (bounded memory)
 
 
 class PairError(ValueError):
@@ -47,6 +58,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--grid", action="store_true", default=None, help="also write IR | VIS | fused images to <save_path>/grid/")
     p.add_argument("--overwrite", action="store_true", default=None, help="re-fuse pairs whose output already exists")
     p.add_argument("--pad_multiple", type=int, help="pad height/width to a multiple of this for the network")
+    p.add_argument("--engine", choices=ENGINE_NAMES,
+                   help="fast: BatchNorm folded, channels-last, fused conv+activation (default); reference: the "
+                        "plain module; compile: torch.compile; onnx: ONNX Runtime with --onnx")
+    p.add_argument("--onnx", help="ONNX file for --engine onnx (scripts/export_onnx.py writes one)")
+    p.add_argument("--tile", type=int, help="fuse in tiles of at most this many pixels per side (bounded memory)")
+    p.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default 64; seams invisible)")
+    p.add_argument("--tile_above", type=int, help="tile automatically images with more pixels than this (0: never)")
+    p.add_argument("--batch_size", type=int, help="pairs of the same size fused in one network call")
+    p.add_argument("--workers", type=int, help="processes decoding images while the network runs (0: none)")
+    p.add_argument("--evaluate", action="store_true", default=None, help="score the fused images (metrics/)")
+    p.add_argument("--metrics", help="comma-separated metric names for --evaluate (default: all)")
     return p.parse_args(argv)
 
 
@@ -68,6 +90,39 @@ def load_pair(name: str, ir_path: Path, vis_path: Path) -> Tuple[torch.Tensor, t
     return torch.from_numpy(ir)[None], torch.from_numpy(vis), colour
 
 
+class PairDataset(Dataset):
+    """Decoded pairs for a DataLoader: {name, ir (1,H,W), vis (3,H,W) YCrCb, colour} or {name, error}.
+
+    A bad pair comes back as an error record (never an exception), so loader workers keep going.
+    """
+
+    def __init__(self, pairs: List[Tuple[str, Path, Path]]):
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> dict:
+        name, ir_path, vis_path = self.pairs[i]
+        try:
+            ir, vis, colour = load_pair(name, ir_path, vis_path)
+        except PairError as exc:
+            return {"name": name, "error": str(exc)}
+        return {"name": name, "ir": ir, "vis": vis, "colour": colour}
+
+
+def same_size_groups(batch: List[dict]) -> List[List[dict]]:
+    """Split a loader batch into runs of readable pairs of one size (order kept); errors go alone."""
+    groups: List[List[dict]] = []
+    for item in batch:
+        key = None if "error" in item else tuple(item["ir"].shape)
+        if groups and key is not None and "error" not in groups[-1][0] and tuple(groups[-1][0]["ir"].shape) == key:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
 def comparison_grid(ir: torch.Tensor, vis: torch.Tensor, colour: bool, fused_bgr: np.ndarray) -> np.ndarray:
     """IR | VIS | fused side by side, 8-bit BGR, with a 4-pixel white gap."""
     ir8 = np.repeat(to_uint8(ir), 3, axis=2)
@@ -80,14 +135,104 @@ def comparison_grid(ir: torch.Tensor, vis: torch.Tensor, colour: bool, fused_bgr
     return np.concatenate([ir8, gap, vis8, gap, fused8], axis=1)
 
 
+def fused_image(fused: torch.Tensor, vis: torch.Tensor, colour: bool) -> np.ndarray:
+    """Fused (1, H, W) + VIS YCrCb (3, H, W) -> uint8 BGR (or grey), in row strips for huge images."""
+    h = fused.shape[-2]
+    if h <= COLOUR_ROWS:
+        return fused_to_bgr8(fused, vis[1:] if colour else None)
+    out = np.empty(fused.shape[-2:] + ((3,) if colour else ()), np.uint8)
+    for r in range(0, h, COLOUR_ROWS):
+        rows = slice(r, r + COLOUR_ROWS)
+        out[rows] = fused_to_bgr8(fused[:, rows], vis[1:, rows] if colour else None)
+    return out
+
+
+def save_outputs(item: dict, fused: torch.Tensor, save: Path, grid: bool) -> None:
+    """Colour restoration, PNG encoding and atomic writes of one pair (runs in the writer thread)."""
+    img = fused_image(fused, item["vis"], item["colour"])
+    write_image_atomic(save / f"{item['name']}.png", img)
+    if grid:
+        write_image_atomic(save / "grid" / f"{item['name']}.png", comparison_grid(item["ir"], item["vis"], item["colour"], img))
+
+
+def fuse_folder(engine, pairs, cfg: dict, save: Path, show_progress: bool = True) -> dict:
+    """Fuse `pairs` with `engine`; returns {fused, failed [(name, reason)], times [s per pair]}.
+
+    Decoding runs in DataLoader workers and encoding/writing in a thread, both overlapping the network.
+    """
+    batch_size = max(1, int(cfg.get("batch_size") or 1))
+    workers = max(0, min(int(cfg.get("workers") or 0), len(pairs) - 1))
+    loader = DataLoader(PairDataset(pairs), batch_size=batch_size, num_workers=workers, collate_fn=list,
+                        persistent_workers=False, prefetch_factor=2 if workers else None)
+    tiling = dict(multiple=int(cfg.get("pad_multiple") or 4), tile=cfg.get("tile") or None,
+                  overlap=int(cfg.get("overlap") if cfg.get("overlap") is not None else 64),
+                  tile_above=cfg.get("tile_above") or None)
+    fused, failed, times = 0, [], []
+    pending: List[Tuple[str, Future]] = []
+    bar = tqdm(total=len(pairs), desc="fusing", unit="pair", dynamic_ncols=True, disable=not show_progress)
+
+    def collect(block_above: int) -> None:
+        nonlocal fused
+        while len(pending) > block_above:
+            name, fut = pending.pop(0)
+            try:
+                fut.result()
+                fused += 1
+            except OSError as exc:
+                failed.append((name, f"{save / (name + '.png')}: cannot write ({exc})"))
+
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        for batch in loader:
+            for group in same_size_groups(batch):
+                if "error" in group[0]:
+                    failed.append((group[0]["name"], group[0]["error"]))
+                    bar.update(1)
+                    continue
+                y = torch.stack([it["vis"][0:1] for it in group])
+                ir = torch.stack([it["ir"] for it in group])
+                t0 = time.perf_counter()
+                try:
+                    out = fuse_image(engine, y, ir, **tiling).float().cpu()
+                except (RuntimeError, ValueError, MemoryError) as exc:  # keep going; the summary says why
+                    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                    failed.extend((it["name"], f"{engine.name} engine failed: {reason}") for it in group)
+                    bar.update(len(group))
+                    continue
+                dt = time.perf_counter() - t0
+                times.extend([dt / len(group)] * len(group))
+                for it, f in zip(group, out):
+                    pending.append((it["name"], writer.submit(save_outputs, it, f, save, bool(cfg.get("grid")))))
+                collect(block_above=2 * batch_size)  # bounded: at most a few images wait for the writer
+                bar.update(len(group))
+        collect(block_above=0)
+    bar.close()
+    return {"fused": fused, "failed": failed, "times": times}
+
+
+def evaluate_outputs(cfg: dict, ir_dir: Path, vis_dir: Path, save: Path, device) -> Optional[str]:
+    """Score the fused folder with metrics/ (when that package is installed); returns a summary line."""
+    try:
+        from metrics.evaluate import evaluate_folders
+    except ImportError:
+        return "evaluate: metrics/evaluate.py is not available in this checkout"
+    names = cfg.get("metrics")
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    result = evaluate_folders(ir_dir, vis_dir, save, metrics=names or None, device=device)
+    return f"evaluate: {result}"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    info = distributed.env_info()
     try:
         cfg = build_config(args)
-        device = pick_device(cfg.get("device", "auto"))
+        device = distributed.local_device(pick_device(cfg.get("device", "auto")), info)
         ir_dir, vis_dir = resolve_dirs(cfg.get("img_dir"), cfg.get("ir_dir"), cfg.get("vis_dir"))
-        model = load_student(cfg["checkpoint"], device)
-    except (ConfigError, DeviceError, PairingError, CheckpointError) as exc:
+        name = cfg.get("engine") or "fast"
+        model = None if name == "onnx" else load_student(cfg["checkpoint"], device)
+        engine = build_engine(name, model, onnx_path=cfg.get("onnx"), device=device)
+    except (ConfigError, DeviceError, PairingError, CheckpointError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -96,44 +241,45 @@ def main(argv=None) -> int:
     if not pairing.pairs:
         print(f"error: no IR/VIS pairs with matching names in {ir_dir} and {vis_dir}", file=sys.stderr)
         return 2
-    fuse = student_fn(model)
-    fused, kept, failed, times = 0, 0, [], []  # failed: (name, reason)
-    for name, ir_path, vis_path in tqdm(pairing.pairs, desc="fusing", unit="pair", dynamic_ncols=True):
-        out_path = save / f"{name}.png"
-        if out_path.exists() and not cfg.get("overwrite"):
-            kept += 1
-            continue
-        try:
-            ir, vis, colour = load_pair(name, ir_path, vis_path)
-            t0 = time.perf_counter()
-            out = fuse_padded(fuse, vis[None, 0:1].to(device), ir[None].to(device), int(cfg.get("pad_multiple", 4)))
-            img = fused_to_bgr8(out[0].float().cpu(), vis[1:] if colour else None)
-            times.append(time.perf_counter() - t0)
-            write_image_atomic(out_path, img)
-            if cfg.get("grid"):
-                write_image_atomic(save / "grid" / f"{name}.png", comparison_grid(ir, vis, colour, img))
-            fused += 1
-        except PairError as exc:
-            failed.append((name, str(exc)))
-        except OSError as exc:
-            failed.append((name, f"{out_path}: cannot write ({exc})"))
+    distributed.init(device)  # under torchrun only: Gloo on CPU, NCCL on CUDA
+    mine = pairing.pairs[info.rank::info.world_size]  # this process's share
+    todo = [p for p in mine if cfg.get("overwrite") or not (save / f"{p[0]}.png").exists()]
+    t_start = time.perf_counter()
+    result = fuse_folder(engine, todo, cfg, save, show_progress=info.is_main)
+    result.update(kept=len(mine) - len(todo), wall=time.perf_counter() - t_start)
 
-    speed = f"{1000 * sum(times) / len(times):.1f} ms/pair" if times else "no pair timed"
-    parts = [f"fused {fused} pair(s)"]
-    if kept:
-        parts.append(f"{kept} already in {save} (kept; --overwrite to redo)")
-    parts.append(f"{len(failed)} failed")
-    unpaired = len(pairing.ir_only) + len(pairing.vis_only)
-    if unpaired:
-        parts.append(f"{unpaired} without partner")
-    print(f"{', '.join(parts)} | {speed} on {device} | output: {save}")
-    for name, reason in failed:
-        print(f"  failed {name}: {reason}")
-    for p in pairing.ir_only:
-        print(f"  no VIS partner: {p}")
-    for p in pairing.vis_only:
-        print(f"  no IR partner: {p}")
-    return 1 if failed else 0
+    results = [result]
+    if info.enabled:  # every rank reaches this point whatever failed, so the gather cannot hang
+        results = [None] * info.world_size
+        dist.all_gather_object(results, result)
+    fused = sum(r["fused"] for r in results)
+    kept = sum(r["kept"] for r in results)
+    failed = sorted(f for r in results for f in r["failed"])
+    times = [t for r in results for t in r["times"]]
+    rc = 1 if failed else 0
+    if info.is_main:
+        speed = f"{1000 * sum(times) / len(times):.1f} ms/pair" if times else "no pair timed"
+        parts = [f"fused {fused} pair(s)"]
+        if kept:
+            parts.append(f"{kept} already in {save} (kept; --overwrite to redo)")
+        parts.append(f"{len(failed)} failed")
+        unpaired = len(pairing.ir_only) + len(pairing.vis_only)
+        if unpaired:
+            parts.append(f"{unpaired} without partner")
+        print(f"{', '.join(parts)} | {speed} on {device} | output: {save}")
+        procs = f", {info.world_size} processes" if info.enabled else ""
+        print(f"  engine: {engine.describe()}, batch {cfg.get('batch_size') or 1}, "
+              f"{cfg.get('workers') or 0} loader worker(s){procs}; wall {max(r['wall'] for r in results):.1f} s")
+        for name, reason in failed:
+            print(f"  failed {name}: {reason}")
+        for p in pairing.ir_only:
+            print(f"  no VIS partner: {p}")
+        for p in pairing.vis_only:
+            print(f"  no IR partner: {p}")
+        if cfg.get("evaluate"):
+            print(evaluate_outputs(cfg, ir_dir, vis_dir, save, device))
+    distributed.cleanup()
+    return rc
 
 
 if __name__ == "__main__":
