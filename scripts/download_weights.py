@@ -17,6 +17,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tqdm import tqdm
+
 URL = "https://raw.githubusercontent.com/RollingPlain/SAGE_IVIF/main/checkpoints/checkpoints.pt"
 SHA256 = "ecfde477ca4cd65401f207d5dc91ce6c475a49891d768dbdb7a66366255ee836"
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +37,7 @@ def sha256_of(path: Path) -> str:
 
 
 def download(url: str, out: Path, sha256: str = SHA256, timeout: float = 30.0) -> str:
-    """Fetch `url` to `out` via a temporary file; returns 'downloaded' or 'present'."""
+    """Fetch `url` to the file `out` via a temporary file; returns 'downloaded' or 'present' (already there)."""
     if out.exists():
         if sha256_of(out) == sha256:
             return "present"
@@ -45,25 +47,21 @@ def download(url: str, out: Path, sha256: str = SHA256, timeout: float = 30.0) -
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=str(out.parent))
     try:
         h = hashlib.sha256()
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp, os.fdopen(fd, "wb") as fh:
-                total = int(resp.headers.get("Content-Length") or 0)
-                try:
-                    from tqdm import tqdm
-                    bar = tqdm(total=total or None, unit="B", unit_scale=True, desc=out.name)
-                except ImportError:  # pragma: no cover
-                    bar = None
-                for chunk in iter(lambda: resp.read(1 << 16), b""):
-                    fh.write(chunk)
-                    h.update(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-                if bar is not None:
-                    bar.close()
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise DownloadError(f"cannot download {url} ({reason}); are you offline? Fetch the file by hand "
-                                f"and place it at {out}") from None
+        with os.fdopen(fd, "wb") as fh:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as resp:
+                    total = int(resp.headers.get("Content-Length") or 0)
+                    with tqdm(total=total or None, unit="B", unit_scale=True, desc=out.name) as bar:
+                        for chunk in iter(lambda: resp.read(1 << 16), b""):
+                            fh.write(chunk)
+                            h.update(chunk)
+                            bar.update(len(chunk))
+            except urllib.error.HTTPError as exc:
+                raise DownloadError(f"cannot download {url}: the server answered HTTP {exc.code} {exc.reason}") from None
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise DownloadError(f"cannot download {url} ({reason}); are you offline? Fetch the file by hand "
+                                    f"and place it at {out}") from None
         if h.hexdigest() != sha256:
             raise DownloadError(f"{url}: downloaded file has SHA-256 {h.hexdigest()}, expected {sha256}; "
                                 "not saved (is it a Git LFS pointer or a changed release?)")
@@ -77,16 +75,22 @@ def download(url: str, out: Path, sha256: str = SHA256, timeout: float = 30.0) -
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", default=URL, help="where to fetch the file from")
-    p.add_argument("--out", default=str(ROOT / "checkpoints" / "checkpoints.pt"), help="destination file")
+    p.add_argument("--out", default=str(ROOT / "checkpoints" / "checkpoints.pt"),
+                   help="destination file, or an existing folder to hold checkpoints.pt")
     p.add_argument("--sha256", default=SHA256, help="expected SHA-256 of the file")
     p.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
     a = p.parse_args(argv)
     try:
-        status = download(a.url, Path(a.out), a.sha256, a.timeout)
+        out = Path(a.out)
+        out = out / "checkpoints.pt" if out.is_dir() else out
+        status = download(a.url, out, a.sha256, a.timeout)
     except DownloadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{a.out}: {'already present, checksum OK' if status == 'present' else 'downloaded, checksum OK'}")
+    except OSError as exc:  # e.g. the destination folder cannot be created
+        print(f"error: {exc.filename or a.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"{out}: {'already present, checksum OK' if status == 'present' else 'downloaded, checksum OK'}")
     return 0
 
 

@@ -1,0 +1,146 @@
+"""scripts/download_weights.py against a local HTTP server on 127.0.0.1 (no other address is ever contacted)."""
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import importlib.util
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.checkpoint import load_student
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def dw():
+    spec = importlib.util.spec_from_file_location("download_weights", ROOT / "scripts" / "download_weights.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(shared_dir):
+    """http://127.0.0.1:<port>/ serving ../shared/sage_reference/checkpoints/."""
+    handler = functools.partial(QuietHandler, directory=str(shared_dir / "sage_reference" / "checkpoints"))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch):
+    """Loopback requests must not be sent to a proxy from the environment."""
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setenv("NO_PROXY", "*")
+
+
+def closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends: nothing listens there
+
+
+def leftovers(folder: Path):
+    return [p.name for p in folder.iterdir() if p.name.endswith(".part")] if folder.exists() else []
+
+
+def error_line(err: str) -> str:
+    """The one error line of stderr (tqdm's progress bar may stand before it); no traceback."""
+    assert "Traceback" not in err
+    lines = err.rstrip("\n").split("\n")
+    assert lines[-1].startswith("error: ") and sum(line.startswith("error: ") for line in lines) == 1
+    return lines[-1]
+
+
+def test_published_source_and_checksum(dw, shared_dir):
+    assert dw.URL == "https://raw.githubusercontent.com/RollingPlain/SAGE_IVIF/main/checkpoints/checkpoints.pt"
+    assert dw.SHA256 == "ecfde477ca4cd65401f207d5dc91ce6c475a49891d768dbdb7a66366255ee836"
+    assert dw.sha256_of(shared_dir / "sage_reference" / "checkpoints" / "checkpoints.pt") == dw.SHA256
+
+
+def test_defaults_fetch_the_release_into_checkpoints(dw, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(dw, "download", lambda *args: calls.append(args) or "present")  # no network here
+    assert dw.main([]) == 0
+    assert calls == [(dw.URL, ROOT / "checkpoints" / "checkpoints.pt", dw.SHA256, 30.0)]
+
+
+def test_download_verify_and_rerun(dw, server, tmp_path, capsys):
+    out = tmp_path / "checkpoints" / "checkpoints.pt"
+    assert dw.main(["--url", f"{server}/checkpoints.pt", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"{out}: downloaded, checksum OK"
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == dw.SHA256
+    assert leftovers(out.parent) == []
+    model = load_student(out)  # the fetched file is the usable release checkpoint
+    assert sum(p.numel() for p in model.parameters()) == 135_617
+    mtime = out.stat().st_mtime_ns
+    assert dw.main(["--url", f"{server}/checkpoints.pt", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"{out}: already present, checksum OK"
+    assert out.stat().st_mtime_ns == mtime
+
+
+def test_out_may_be_a_folder(dw, server, tmp_path, capsys):
+    assert dw.main(["--url", f"{server}/checkpoints.pt", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "checkpoints.pt").is_file()
+    assert dw.sha256_of(tmp_path / "checkpoints.pt") == dw.SHA256
+
+
+def test_wrong_hash_is_not_saved(dw, server, tmp_path, capsys):
+    out = tmp_path / "ck.pt"
+    rc = dw.main(["--url", f"{server}/checkpoints.pt", "--out", str(out), "--sha256", "0" * 64])
+    err = error_line(capsys.readouterr().err)
+    assert rc == 1
+    assert err.startswith(f"error: {server}/checkpoints.pt: downloaded file has SHA-256 ")
+    assert dw.SHA256 in err and "expected " + "0" * 64 in err
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_existing_different_file_is_never_overwritten(dw, server, tmp_path, capsys):
+    out = tmp_path / "checkpoints.pt"
+    out.write_bytes(b"my own weights")
+    rc = dw.main(["--url", f"{server}/checkpoints.pt", "--out", str(out)])
+    err = error_line(capsys.readouterr().err)
+    assert rc == 1 and err.startswith(f"error: {out}: exists with different contents") and "not overwritten" in err
+    assert out.read_bytes() == b"my own weights"
+
+
+def test_unreachable_server_says_offline(dw, tmp_path, capsys):
+    url = f"http://127.0.0.1:{closed_port()}/checkpoints.pt"
+    out = tmp_path / "sub" / "ck.pt"
+    rc = dw.main(["--url", url, "--out", str(out), "--timeout", "5"])
+    err = error_line(capsys.readouterr().err)
+    assert rc == 1
+    assert err.startswith(f"error: cannot download {url} (") and "are you offline?" in err
+    assert not out.exists() and leftovers(out.parent) == []
+
+
+def test_missing_file_on_server(dw, server, tmp_path, capsys):
+    rc = dw.main(["--url", f"{server}/nothing.pt", "--out", str(tmp_path / "ck.pt")])
+    err = error_line(capsys.readouterr().err)
+    assert rc == 1 and err == f"error: cannot download {server}/nothing.pt: the server answered HTTP 404 File not found"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_downloaded_bytes_equal_the_served_file(dw, server, shared_dir, tmp_path):
+    out = tmp_path / "x.pt"
+    assert dw.download(f"{server}/checkpoints.pt", out) == "downloaded"
+    assert out.read_bytes() == (shared_dir / "sage_reference" / "checkpoints" / "checkpoints.pt").read_bytes()
+    assert torch.load(out, map_location="cpu", weights_only=True).keys() == load_student(out).state_dict().keys()
