@@ -60,7 +60,7 @@ def new_model(arch: str, class_names: Sequence[str], init: Optional[str] = None)
         return SegformerForSemanticSegmentation(build_config(arch, names)), InputSpec()
     _, spec, _ = load_segformer(init, where="--init")  # validates the folder
     model = SegformerForSemanticSegmentation.from_pretrained(
-        init, num_labels=len(names), id2label={i: n for i, n in enumerate(names)},
+        init, id2label={i: n for i, n in enumerate(names)},
         label2id={n: i for i, n in enumerate(names)}, ignore_mismatched_sizes=True, local_files_only=True)
     return model, InputSpec(spec.mean, spec.std, spec.scale, None)
 

@@ -148,3 +148,19 @@ def test_eval_errors(tmp_path):
         eval_segmentation.main(base + ["--pred_dir", str(tmp_path / "pred")])
     with pytest.raises(Exception, match="give --pred_dir, or --fused_dir"):
         eval_segmentation.main(base)
+
+
+def test_train_from_a_local_pretrained_folder(cityscapes_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "seg"
+    train_segmenter.main(["--root_dir", DEMO, "--out", str(out), "--init", str(cityscapes_dir), "--steps", "1",
+                          "--crop", "64", "64", "--batch_size", "2", "--workers", "0", "--save_every", "0",
+                          "--eval_images", "1", "--no_progress"])
+    cfg = json.loads((out / "config.json").read_text())
+    assert len(cfg["id2label"]) == 15 and cfg["id2label"]["8"] == "Person"
+    new, old = load_file(str(out / "model.safetensors")), load_file(str(cityscapes_dir / "model.safetensors"))
+    assert new["decode_head.classifier.weight"].shape[0] == 15
+    # the encoder started from the given weights (one small step later it is close, not re-initialised)
+    key = "segformer.encoder.patch_embeddings.0.proj.weight"
+    assert (new[key] - old[key]).abs().max() < 0.05 * old[key].abs().max() + 1e-2
