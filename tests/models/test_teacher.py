@@ -25,15 +25,27 @@ def randomise_transformer_outputs(model: torch.nn.Module) -> None:
 
 def test_parameter_count():
     teacher = Teacher(mask_channels=4)
-    # 2,639,505 parameters take part in the forward pass; the release's 2,787,043 also counts its
-    # unused compress_and_upsample Conv(256->64) and its two 3x3 Sobel kernels held as parameters.
+    # The release's 2,787,043 counts an unused compress_and_upsample Conv(256->64) and its two 3x3 Sobel
+    # kernels held as parameters; both are kept here, frozen, so the total matches and 2,639,505 train.
+    assert sum(p.numel() for p in teacher.parameters()) == RELEASE_PARAMETER_COUNT == 2_787_043
     assert count_parameters(teacher) == 2_639_505
-    assert count_parameters(teacher) + RELEASE_UNUSED_PARAMETERS == RELEASE_PARAMETER_COUNT == 2_787_043
+    assert count_parameters(teacher) + RELEASE_UNUSED_PARAMETERS == RELEASE_PARAMETER_COUNT
     assert RELEASE_UNUSED_PARAMETERS == count_parameters(torch.nn.Conv2d(256, 64, 3)) + 2 * 9
     # Mask channels only change the first conv of each mask encoder: 2 x 9 x 16 per extra channel.
     assert count_parameters(Teacher(mask_channels=6)) - count_parameters(teacher) == 2 * 2 * 9 * 16
     # vi_mask_activation adds an activation, no parameters.
     assert count_parameters(Teacher(vi_mask_activation=True)) == 2_639_505
+
+
+def test_inert_release_members_do_not_change_the_output():
+    teacher = Teacher().eval()
+    x = inputs(1, 32, 48)
+    with torch.no_grad():
+        before = teacher(*x)[0]
+        teacher.compress_and_upsample.weight.add_(1.0)
+        teacher.sobel.mul_(3.0)
+        after = teacher(*x)[0]
+    assert torch.equal(before, after)
 
 
 def test_one_shared_spa():
