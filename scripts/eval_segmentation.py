@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.imageio import ImageReadError  # noqa: E402
 from data.pairs import PairingError, list_images  # noqa: E402
 from utils.device import DeviceError, pick_device  # noqa: E402
-from xdecoder.classes import (FMB_CLASSES, SemanticConfigError, check_num_classes, load_class_names,  # noqa: E402
-                              resolve_ignore_classes)
+from xdecoder.classes import (FMB_CLASSES, SemanticConfigError, background_classes,  # noqa: E402
+                              check_ignore_index, check_num_classes, load_class_names, resolve_ignore_classes)
 from xdecoder.metrics import SegmentationScore  # noqa: E402
 from xdecoder.seg_data import SegmentationSet, pair_images_labels, read_checked_label, read_index_map  # noqa: E402
 from xdecoder.segformer import ARCHS  # noqa: E402
@@ -160,10 +160,8 @@ def report(score: SegmentationScore, out_dir: Path, source: str) -> float:
 def main(argv=None) -> float:
     args = parse_args(argv)
     names = class_list(args)
-    if 0 <= args.ignore_index < len(names):
-        raise SemanticConfigError(f"--ignore_index {args.ignore_index} is a class index; use a value >= {len(names)}")
-    ignored = resolve_ignore_classes([n for n in names if n.lower() == "background"]
-                                     if args.background == "ignore" else [], names)
+    check_ignore_index(args.ignore_index, names, "--ignore_index")
+    ignored = resolve_ignore_classes(background_classes(names) if args.background == "ignore" else [], names)
     score = SegmentationScore(names, args.ignore_index, ignored)
     if args.pred_dir:
         if args.fused_dir or args.checkpoint or args.train_fused_dir:

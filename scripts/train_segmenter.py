@@ -24,8 +24,8 @@ from data.dataset import LABEL_DIR_NAMES  # noqa: E402
 from data.imageio import ImageReadError  # noqa: E402
 from data.pairs import VIS_DIR_NAMES, PairingError, find_subdir  # noqa: E402
 from utils.device import DeviceError, pick_device  # noqa: E402
-from xdecoder.classes import (SemanticConfigError, check_num_classes, load_class_names,  # noqa: E402
-                              resolve_ignore_classes)
+from xdecoder.classes import (SemanticConfigError, background_classes, check_ignore_index,  # noqa: E402
+                              check_num_classes, load_class_names, resolve_ignore_classes)
 from xdecoder.segformer import ARCHS  # noqa: E402
 from xdecoder.seg_data import SegmentationSet, pair_images_labels  # noqa: E402
 
@@ -80,10 +80,8 @@ def main(argv=None) -> dict:
 
     names = load_class_names(args.class_names)
     check_num_classes(names, args.num_classes, "--num_classes")
-    if 0 <= args.ignore_index < len(names):
-        raise SemanticConfigError(f"--ignore_index {args.ignore_index} is a class index; use a value >= {len(names)}")
-    ignored = resolve_ignore_classes([n for n in names if n.lower() == "background"]
-                                     if args.background == "ignore" else [], names)
+    check_ignore_index(args.ignore_index, names, "--ignore_index")
+    ignored = resolve_ignore_classes(background_classes(names) if args.background == "ignore" else [], names)
     device = pick_device(args.device)
     image_dir, pairs = resolve_pairs(args)
     if args.steps < 1 or args.batch_size < 1:

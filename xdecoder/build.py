@@ -13,12 +13,12 @@
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
-from .classes import (DEFAULT_IGNORE_INDEX, SemanticConfigError, check_num_classes, load_class_names,
-                      resolve_ignore_classes)
+from .classes import (DEFAULT_IGNORE_INDEX, SemanticConfigError, background_classes, check_ignore_index,
+                      check_num_classes, load_class_names, resolve_ignore_classes)
 from .judge import SegmenterJudge
 from .mapping import build_mapping
 from .segformer import class_names_of, load_segformer
@@ -92,11 +92,6 @@ def build_judge(cfg: Dict[str, Any], device: Union[str, torch.device, None] = No
     return judge
 
 
-def default_ignore_classes(names: Sequence[str]) -> list:
-    """FMB-style lists ignore their 'background' class by default."""
-    return [n for n in names if n.lower() == "background"]
-
-
 def build_semantic_loss(cfg: Dict[str, Any], device: Union[str, torch.device, None] = None) -> Optional[SemanticLoss]:
     """The teacher's semantic term from the `semantic:` config section (None when backend is none).
 
@@ -107,11 +102,8 @@ def build_semantic_loss(cfg: Dict[str, Any], device: Union[str, torch.device, No
     if judge is None:
         return None
     names = judge.mapping.target_names
-    ignore_index = int(cfg.get("ignore_index", DEFAULT_IGNORE_INDEX))
-    if 0 <= ignore_index < len(names):
-        raise SemanticConfigError(f"semantic.ignore_index={ignore_index} is a class index ({names[ignore_index]}); "
-                                  f"use 255 and list the class under semantic.ignore_classes")
-    ignore_classes = cfg.get("ignore_classes", default_ignore_classes(names))
+    ignore_index = check_ignore_index(cfg.get("ignore_index", DEFAULT_IGNORE_INDEX), names)
+    ignore_classes = cfg.get("ignore_classes", background_classes(names))
     loss = SemanticLoss(judge, ignore_index, resolve_ignore_classes(ignore_classes, names))
     if device is not None:
         loss.to(device)

@@ -91,3 +91,16 @@ def resolve_ignore_classes(value: Optional[Sequence[Any]], names: Sequence[str])
                 raise SemanticConfigError(f"semantic.ignore_classes: {k} is outside 0..{len(names) - 1}")
             out.append(k)
     return sorted(set(out))
+
+
+def background_classes(names: Sequence[str]) -> List[str]:
+    """The class named 'background' (any case), if the list has one: FMB-style lists ignore it by default."""
+    return [n for n in names if n.lower() == "background"]
+
+
+def check_ignore_index(ignore_index: int, names: Sequence[str], where: str = "semantic.ignore_index") -> int:
+    """The ignore index must not be a class index (it would silently drop that class)."""
+    if 0 <= int(ignore_index) < len(names):
+        raise SemanticConfigError(f"{where} {ignore_index} is a class index ({names[int(ignore_index)]}); use a value "
+                                  f">= {len(names)} such as 255 and list the class under ignore_classes instead")
+    return int(ignore_index)

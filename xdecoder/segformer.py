@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -170,7 +170,3 @@ def save_segmenter(model, out_dir: str | Path, spec: InputSpec, meta: Dict[str, 
     (out / "preprocessor_config.json").write_text(json.dumps(spec.to_processor_dict(), indent=2))
     (out / SEGMENTER_META).write_text(json.dumps(meta, indent=2, default=str))
     return out
-
-
-def spec_dict(spec: InputSpec) -> Dict[str, Any]:
-    return asdict(spec)

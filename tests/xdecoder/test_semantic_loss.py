@@ -123,7 +123,7 @@ def test_config_errors(cityscapes_dir, tmp_path):
         build_semantic_loss(cfg_for(cityscapes_dir, backend="maskformer"), "cpu")
     with pytest.raises(SemanticConfigError, match="X-Decoder is not part"):
         build_semantic_loss(cfg_for(cityscapes_dir, backend="xdecoder"), "cpu")
-    with pytest.raises(SemanticConfigError, match="ignore_index=0 is a class index"):
+    with pytest.raises(SemanticConfigError, match="ignore_index 0 is a class index"):
         build_semantic_loss(cfg_for(cityscapes_dir, ignore_index=0), "cpu")
     with pytest.raises(SemanticConfigError, match="not a checkpoint of scripts/train_segmenter.py"):
         build_semantic_loss(cfg_for(cityscapes_dir, backend="trained"), "cpu")
