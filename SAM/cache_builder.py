@@ -24,8 +24,8 @@ from utils.device import pick_device
 from .model import build_generator, build_sam, checkpoint_id, generate_masks, to_sam_input
 from .selection import select_for_cache
 from .settings import diff_settings, is_random_checkpoint, recorded_settings, resolve_settings, settings_digest
-from .store import (CacheMismatchError, Manifest, entry_digest, read_manifest, remove_stale_temps,
-                    write_entry, write_manifest)
+from .store import (CacheMismatchError, Manifest, entry_digest, list_entries, read_manifest,
+                    remove_stale_temps, write_entry, write_manifest)
 
 log = logging.getLogger(__name__)
 CACHE_DIR_NAME = "Mask_cache"
@@ -89,11 +89,12 @@ def cache_identity(settings: Mapping[str, Any], sam_checkpoint: Optional[str]) -
 
 
 def prepare_manifest(cache_dir: Path, wanted: Manifest, rebuild: bool = False) -> None:
-    """Write the manifest, or check an existing one. Other settings -> CacheMismatchError unless `rebuild`."""
+    """Write the manifest, or check an existing one. Other settings -> CacheMismatchError unless `rebuild`
+    (a manifest without entries, e.g. left by a run that stopped on a bad checkpoint, is replaced)."""
     have = read_manifest(cache_dir)
     if have is not None and have.digest == wanted.digest:
         return
-    if have is not None and not rebuild:
+    if have is not None and not rebuild and list_entries(cache_dir):
         diff = diff_settings(have.settings, wanted.settings)
         what = ", ".join(f"{k}: cache {a!r} vs now {b!r}" for k, (a, b) in diff.items())
         if have.checkpoint != wanted.checkpoint:
