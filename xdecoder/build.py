@@ -71,7 +71,7 @@ def build_judge(cfg: Dict[str, Any], device: Union[str, torch.device, None] = No
         raise SemanticConfigError(f"semantic.backend={backend}: unknown (choose {', '.join(BACKENDS)})")
     names = load_class_names(cfg.get("class_names"))
     check_num_classes(names, cfg.get("num_classes"))
-    model, spec, meta = load_segformer(cfg.get("model"))
+    model, spec, meta = load_segformer(cfg.get("model"), allow_hub=backend == "segformer")
     model_names = class_names_of(model)
     if backend == "trained":
         if not meta:

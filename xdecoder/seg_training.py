@@ -58,7 +58,7 @@ def new_model(arch: str, class_names: Sequence[str], init: Optional[str] = None)
     names = list(class_names)
     if init is None:
         return SegformerForSemanticSegmentation(build_config(arch, names)), InputSpec()
-    _, spec, _ = load_segformer(init, where="--init")  # validates the folder
+    _, spec, _ = load_segformer(init, where="--init", allow_hub=False)  # validates the folder
     model = SegformerForSemanticSegmentation.from_pretrained(
         init, id2label={i: n for i, n in enumerate(names)},
         label2id={n: i for i, n in enumerate(names)}, ignore_mismatched_sizes=True, local_files_only=True)
@@ -129,7 +129,7 @@ def train_segmenter(data: SegmentationSet, out_dir: str | Path, class_names: Seq
 def load_trained_judge(path: str | Path, class_names: Optional[Sequence[str]] = None,
                        input_size: Optional[Tuple[int, int]] = None, where: str = "--checkpoint") -> SegmenterJudge:
     """A segmenter folder (from train_segmenter or any SegFormer with these label classes) as a judge."""
-    model, spec, _ = load_segformer(str(path), where=where)
+    model, spec, _ = load_segformer(str(path), where=where, allow_hub=False)
     names = class_names_of(model)
     if class_names is not None and [n.lower() for n in names] != [n.lower() for n in class_names]:
         if not all(n == f"LABEL_{i}" for i, n in enumerate(names)) or len(names) != len(class_names):

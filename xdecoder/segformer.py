@@ -106,12 +106,19 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def load_segformer(model_ref: str, where: str = "semantic.model"):
+def looks_like_hub_id(model_ref: str) -> bool:
+    """'owner/name' whose owner is not a local folder (so 'checkpoints/typo' stays a missing local path)."""
+    ref = str(model_ref)
+    return bool(_HUB_ID.match(ref)) and not ref.startswith((".", "/", "~")) and not Path(ref.split("/")[0]).exists()
+
+
+def load_segformer(model_ref: str, where: str = "semantic.model", allow_hub: bool = True):
     """(SegformerForSemanticSegmentation in eval mode, InputSpec, metadata dict) from a folder or a hub id.
 
     A folder must hold config.json (model_type segformer) and the weights; preprocessor_config.json is
     read for normalisation and size when present (ImageNet mean/std otherwise); segmenter.json (written
-    by scripts/train_segmenter.py) is returned as the metadata ({} when absent).
+    by scripts/train_segmenter.py) is returned as the metadata ({} when absent). With allow_hub, a
+    string that is not a local path but looks like a hub id is fetched (the user asked for it by name).
     """
     from transformers import SegformerForSemanticSegmentation
 
@@ -140,7 +147,7 @@ def load_segformer(model_ref: str, where: str = "semantic.model"):
         proc = json.loads(proc_file.read_text()) if proc_file.is_file() else {}
         meta_file = path / SEGMENTER_META
         meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    elif _HUB_ID.match(str(model_ref)) and not str(model_ref).startswith((".", "/", "~")):
+    elif allow_hub and looks_like_hub_id(str(model_ref)):
         # The user named a hub model explicitly: fetching it is their request.
         try:
             model = SegformerForSemanticSegmentation.from_pretrained(str(model_ref))

@@ -135,3 +135,27 @@ def test_trained_backend_class_mismatch(tmp_path, make_segformer):
     (d / "segmenter.json").write_text('{"class_names": []}')
     with pytest.raises(SemanticConfigError, match="trained on 14 classes .* has 15"):
         build_semantic_loss({"backend": "trained", "model": str(d)}, "cpu")
+
+
+def test_hub_ids_only_when_named(monkeypatch, tmp_path):
+    from transformers import SegformerForSemanticSegmentation
+
+    from xdecoder.segformer import looks_like_hub_id
+
+    assert looks_like_hub_id("nvidia/segformer-b3-finetuned-cityscapes-1024-1024")
+    assert not looks_like_hub_id("configs/segformer")      # 'configs' is a local folder: a mistyped path
+    assert not looks_like_hub_id("./owner/name") and not looks_like_hub_id("a/b/c")
+    calls = []
+
+    def offline(ref, *a, **k):
+        calls.append(ref)
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nmore detail")
+
+    monkeypatch.setattr(SegformerForSemanticSegmentation, "from_pretrained", offline)
+    with pytest.raises(SemanticConfigError, match=r"fetching it from the Hugging Face hub failed \(We couldn't "
+                                                  r"connect .*\); download it"):
+        build_semantic_loss(cfg_for("owner/segformer-x"), "cpu")
+    assert calls == ["owner/segformer-x"]
+    with pytest.raises(SemanticConfigError, match="no such model folder"):  # trained: never the hub
+        build_semantic_loss(cfg_for("owner/segformer-x", backend="trained"), "cpu")
+    assert calls == ["owner/segformer-x"]
