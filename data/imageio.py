@@ -23,7 +23,10 @@ class ImageReadError(ValueError):
 
 
 def read_raw(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file as stored (H, W) or (H, W, C) BGR(A), uint8 or uint16."""
+    """Decode an image file as (H, W) gray or (H, W, 3) BGR, uint8 or uint16, at its stored bit depth.
+
+    Like the release's cv2.imread, an EXIF orientation is applied and an alpha channel dropped.
+    """
     path = Path(path)
     try:
         buf = np.fromfile(str(path), dtype=np.uint8)
@@ -31,7 +34,9 @@ def read_raw(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(f"{path}: cannot read file ({exc.strerror or exc})") from None
     if buf.size == 0:
         raise ImageReadError(f"{path}: empty file")
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    # ANYCOLOR | ANYDEPTH keeps gray files gray and 16-bit files 16-bit, and (unlike IMREAD_UNCHANGED)
+    # rotates by the EXIF orientation as the release's IMREAD_COLOR does
+    img = cv2.imdecode(buf, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
     if img is None:
         raise ImageReadError(f"{path}: not a readable image (corrupt or unsupported format)")
     if img.dtype not in (np.uint8, np.uint16):

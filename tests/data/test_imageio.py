@@ -82,6 +82,22 @@ def test_alpha_and_single_channel_layouts(tmp_path):
     assert image_size(p) == (4, 5)
 
 
+def test_exif_orientation_is_applied_like_the_release(tmp_path):
+    from PIL import Image
+    img = np.zeros((20, 40, 3), np.uint8)
+    img[:5, :10] = 255
+    pil = Image.fromarray(img)
+    exif = pil.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = tmp_path / "rotated.jpg"
+    pil.save(path, exif=exif.tobytes(), quality=95)
+    ycrcb, _ = read_vis(path)
+    assert ycrcb.shape == (3, 40, 20)
+    np.testing.assert_array_equal(ycrcb, release_vis(path))
+    np.testing.assert_array_equal(read_ir(path), release_ir(path))
+    assert image_size(path) == (40, 20)
+
+
 def test_bad_files_are_one_line_errors(tmp_path):
     cases = {
         "missing.png": None,
