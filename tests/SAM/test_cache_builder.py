@@ -104,3 +104,17 @@ def test_shard_parsing():
     for bad in ("4/4", "x", "1/0", "-1/2"):
         with pytest.raises(ValueError, match="--shard"):
             parse_shard(bad)
+
+
+def test_manifest_without_entries_is_replaced(tmp_path, settings):
+    from SAM.cache_builder import cache_identity, prepare_manifest
+    a = cache_identity(settings, None)
+    b = cache_identity(dict(settings, seed=7), None)
+    prepare_manifest(tmp_path, a)
+    prepare_manifest(tmp_path, b)          # nothing built with `a` yet: replaced
+    assert read_manifest(tmp_path) == b
+    write_entry(tmp_path, "x", [], [], 2, 2, b.digest)
+    with pytest.raises(CacheMismatchError, match="pass --rebuild"):
+        prepare_manifest(tmp_path, a)
+    prepare_manifest(tmp_path, a, rebuild=True)
+    assert read_manifest(tmp_path) == a
