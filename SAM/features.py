@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from segment_anything.modeling.image_encoder import Block, PatchEmbed
 
 from .model import CheckpointError, load_state_dict
+from .settings import is_random_checkpoint
 
 RANDOM_FEATURES_WARNING = ("SAM feature extractor has RANDOM weights (no checkpoint given): the CR loss "
                            "is not the paper's; use this only for tests and demos")
@@ -105,7 +106,7 @@ def build_sam_feature_extractor(checkpoint: Optional[str | os.PathLike], device=
     Raises CheckpointError for a missing file or one without ViT-B encoder weights.
     """
     model = SAMFeatureExtractor()
-    if checkpoint is None or (isinstance(checkpoint, str) and checkpoint.strip().lower() in ("", "none", "null")):
+    if is_random_checkpoint(checkpoint):
         warnings.warn(RANDOM_FEATURES_WARNING, stacklevel=2)
     else:
         weights = encoder_weights(load_state_dict(checkpoint), depth=len(model.blocks))

@@ -20,9 +20,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from typing import Any, Dict, Mapping, Optional
+import os
+from typing import Any, Dict, Iterable, Mapping, Optional
 
-from utils.config import ConfigError, merge
+from utils.config import ConfigError, apply_overrides, load_config, merge
 
 # SPEC-SAGE.md section 5: SamAutomaticMaskGenerator as the authors ran it (other keys: library defaults).
 RELEASE_GENERATOR: Dict[str, Any] = {
@@ -72,6 +73,16 @@ def resolve_settings(sam_cfg: Optional[Mapping[str, Any]] = None, preset: Option
             raise ConfigError(f"preset '{preset}' is not defined (known presets: {known}; see configs/sam.yaml)")
         out = merge(out, presets[preset])
     return check_settings(out)
+
+
+def load_settings(config_path: str | os.PathLike, preset: Optional[str] = None,
+                  sets: Iterable[str] = ()) -> Dict[str, Any]:
+    """Settings from a YAML file's `sam:` section, a preset of its `presets:`, then `key=value` overrides
+    (keys relative to `sam`; a leading 'sam.' is accepted), e.g. load_settings("configs/sam.yaml", "tiny")."""
+    cfg = load_config(config_path)
+    s = resolve_settings(cfg.get("sam") or {}, preset, cfg.get("presets") or {})
+    sets = [x[len("sam."):] if x.startswith("sam.") else x for x in sets]
+    return check_settings(apply_overrides(s, sets))
 
 
 def check_settings(s: Dict[str, Any]) -> Dict[str, Any]:

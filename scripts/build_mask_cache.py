@@ -28,9 +28,9 @@ from data.imageio import ImageReadError  # noqa: E402
 from data.pairs import PairingError  # noqa: E402
 from SAM.cache_builder import CACHE_DIR_NAME, build_cache, list_pairs, parse_shard  # noqa: E402
 from SAM.model import CheckpointError  # noqa: E402
-from SAM.settings import check_settings, is_random_checkpoint, resolve_settings  # noqa: E402
+from SAM.settings import is_random_checkpoint, load_settings  # noqa: E402
 from SAM.store import CacheError, cache_stats, verify_cache  # noqa: E402
-from utils.config import ConfigError, apply_overrides, load_config  # noqa: E402
+from utils.config import ConfigError  # noqa: E402
 from utils.device import DeviceError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,11 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_settings(args: argparse.Namespace) -> dict:
-    cfg = load_config(args.config)
-    settings = resolve_settings(cfg.get("sam") or {}, args.preset, cfg.get("presets") or {})
-    sets = [s[len("sam."):] if s.startswith("sam.") else s for s in args.set]
-    settings = check_settings(apply_overrides(settings, sets))
+def settings_from_args(args: argparse.Namespace) -> dict:
+    settings = load_settings(args.config, args.preset, args.set)
     if args.device:
         settings["device"] = args.device
     return settings
@@ -165,7 +162,7 @@ def main(argv=None) -> int:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     try:
-        settings = load_settings(args)
+        settings = settings_from_args(args)
         if args.verify or args.stats or args.import_pickle:
             if rank != 0:
                 return 0

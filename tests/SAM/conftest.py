@@ -15,18 +15,14 @@ import numpy as np
 import pytest
 
 from SAM.model import build_sam
-from SAM.settings import resolve_settings
-from utils.config import load_config
+from SAM.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_SETS = ["generator.points_per_side=2"]  # on top of --preset tiny
 
 
 def tiny_settings() -> dict:
-    cfg = load_config(ROOT / "configs" / "sam.yaml")
-    s = resolve_settings(cfg["sam"], "tiny", cfg["presets"])
-    s["generator"]["points_per_side"] = 2
-    return s
+    return load_settings(ROOT / "configs" / "sam.yaml", "tiny", TEST_SETS)
 
 
 def write_pairs(root: Path, n: int, size=(64, 80), seed: int = 0, ir_dir: str = "Ir", vis_dir: str = "Vis") -> List[str]:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from SAM.settings import (DEFAULT_SETTINGS, RELEASE_GENERATOR, diff_settings, recorded_settings, resolve_settings,
+from SAM.settings import (DEFAULT_SETTINGS, RELEASE_GENERATOR, diff_settings, load_settings, recorded_settings,
+                          resolve_settings,
                           settings_digest)
 from utils.config import ConfigError, load_config
 
@@ -49,3 +50,10 @@ def test_recorded_settings_and_digest():
     assert settings_digest(a, "x") == settings_digest(b, "x") != settings_digest(c, "x")
     assert settings_digest(a, "x") != settings_digest(a, "y")
     assert set(DEFAULT_SETTINGS) >= {"checkpoint", "allow_fill_missing"}
+
+
+def test_load_settings_with_preset_and_overrides(repo_root):
+    s = load_settings(repo_root / "configs" / "sam.yaml", "tiny", ["sam.generator.points_per_side=3", "bgr_input=true"])
+    assert s["image_size"] == 128 and s["generator"]["points_per_side"] == 3 and s["bgr_input"] is True
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_settings(repo_root / "configs" / "sam.yaml", None, ["generator.nope=1"])
