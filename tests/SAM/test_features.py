@@ -85,3 +85,15 @@ def test_bad_checkpoints_fail_with_one_line(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
         build_sam_feature_extractor(str(tmp_path / "junk.pth"))
+
+
+def test_contrast_loss_runs_on_the_extractor(extractor):
+    """losses/contrast.py calls extractor(x) -> sequence of maps; the loss gets a gradient."""
+    from losses.contrast import contrast_loss
+    torch.manual_seed(0)
+    out = torch.rand(2, 1, 32, 48, requires_grad=True)
+    y, ir, ref = torch.rand(2, 1, 32, 48), torch.rand(2, 1, 32, 48), torch.rand(2, 1, 32, 48)
+    vm, im = torch.rand(2, 2, 32, 48), torch.rand(2, 2, 32, 48)
+    loss = contrast_loss(out, y, ir, ref, vm, im, extractor)
+    loss.backward()
+    assert torch.isfinite(loss) and loss > 0 and out.grad.abs().sum() > 0

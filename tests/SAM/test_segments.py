@@ -67,3 +67,23 @@ def test_no_cache_and_wrong_image_size(tmp_path, cache):
     img = np.zeros((8, 8), np.float32)
     with pytest.raises(CacheMismatchError, match="masks are 5x6 but the image is 8x8"):
         SegmentProvider(cache_dir)("p0", img, img)
+
+
+def test_training_dataset_uses_the_provider(tmp_path, make_pairs):
+    """FusionTrainSet(segments=SegmentProvider) crops the segment images like the images."""
+    from data.dataset import FusionTrainSet
+    names = make_pairs(tmp_path, 2, size=(40, 48))
+    s = resolve_settings(None)
+    man = cache_identity(s, "none")
+    cache = tmp_path / "Mask_cache"
+    write_manifest(cache, man)
+    m = np.zeros((40, 48), bool)
+    m[5:20, 10:30] = True
+    for name in names:
+        write_entry(cache, name, [m], [~m], 40, 48, man.digest)
+    ds = FusionTrainSet(tmp_path, crop_size=(32, 40), segments=SegmentProvider(cache, 4, expected_settings=s),
+                        require_labels=False, hflip=0.0)
+    item = ds[0]
+    assert item["vm"].shape == item["im"].shape == item["vm_mask"].shape == (4, 32, 40)
+    assert float(item["im_mask"][0].sum()) < 32 * 40 and bool((item["vm_mask"][1:] == 1).all())
+    assert bool((item["im"][0] == item["ir"][0] * item["im_mask"][0]).all())
