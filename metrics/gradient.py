@@ -1,0 +1,92 @@
+"""Edge-based metrics: EI, Qabf and Nabf (METRICS.md sections 2.5, 2.18, 2.19). Float64 throughout."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .common import as_f64, correlate_separable
+
+_SMOOTH = (1.0, 2.0, 1.0)
+_DIFF = (-1.0, 0.0, 1.0)  # later minus earlier sample
+
+
+def _sobel(x: torch.Tensor, pad: int):
+    """(right - left, bottom - top) Sobel responses of (C, H, W) maps, unnormalised.
+
+    pad = 1: 'same' with zero padding; pad = 0: 'valid' (the caller padded already).
+    """
+    gx = correlate_separable(x, _SMOOTH, _DIFF, pad, pad)
+    gy = correlate_separable(x, _DIFF, _SMOOTH, pad, pad)
+    return gx, gy
+
+
+def _stack(*images: torch.Tensor) -> torch.Tensor:
+    return torch.stack([as_f64(x) for x in images])
+
+
+def ei(fused: torch.Tensor) -> float:
+    """Edge intensity: mean Sobel magnitude with zero padding (the padding inflates border gradients,
+    a toolkit quirk). Higher is better."""
+    f = _stack(fused)
+    gx, gy = _sobel(f, 1)
+    return float(torch.sqrt(gx * gx + gy * gy).mean())
+
+
+def _qabf_gradients(x: torch.Tensor):
+    """Magnitude and arctan orientation of (C, H, W) maps, Sobel with zero padding (Qabf convention)."""
+    sx, sy = _sobel(x, 1)
+    sy = -sy  # upper row minus lower row
+    g = torch.sqrt(sx * sx + sy * sy)
+    alpha = torch.where(sx != 0, torch.atan(sy / torch.where(sx != 0, sx, torch.ones_like(sx))),
+                        torch.full_like(sx, math.pi / 2))  # arctan, not arctan2: alpha in (-pi/2, pi/2]
+    return g, alpha
+
+
+def qabf(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor) -> float:
+    """Xydeas-Petrovic Q^{AB/F}: gradient strength and orientation preservation weighted by source gradients.
+
+    Toolkit quirk kept: where g_X == g_F the strength ratio is g_F (not 1). NaN if both sources are flat.
+    Higher is better.
+    """
+    g, alpha = _qabf_gradients(_stack(ir, vis, fused))
+    g_f, a_f = g[2], alpha[2]
+    num = torch.zeros((), dtype=torch.float64, device=g.device)
+    for i in (0, 1):
+        g_x, a_x = g[i], alpha[i]
+        ratio = torch.where(g_x > g_f, g_f / torch.where(g_x > 0, g_x, torch.ones_like(g_x)),
+                            torch.where(g_x == g_f, g_f, g_x / torch.where(g_f > 0, g_f, torch.ones_like(g_f))))
+        orient = 1 - torch.abs(a_x - a_f) / (math.pi / 2)
+        q_g = 0.9994 / (1 + torch.exp(-15 * (ratio - 0.5)))
+        q_a = 0.9879 / (1 + torch.exp(-22 * (orient - 0.8)))
+        num = num + (q_g * q_a * g_x).sum()
+    return float(num / (g[0] + g[1]).sum())
+
+
+def nabf(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor) -> float:
+    """Kumar's modified fusion-artifact measure N_m^{AB/F}; sub-threshold weights are 0 (toolkit). Lower is better."""
+    x = F.pad(_stack(ir, vis, fused)[None], (1, 1, 1, 1), mode="reflect")[0]
+    right_minus_left, bottom_minus_top = _sobel(x, 0)
+    gh = -bottom_minus_top / 8  # upper minus lower row, Sobel / 8
+    gv = -right_minus_left / 8  # left minus right column
+    g = torch.sqrt(gh * gh + gv * gv)
+    alpha = torch.atan(gv / gh)  # gh = 0, gv != 0 -> +-pi/2
+    alpha = torch.where((gh == 0) & (gv == 0), torch.zeros_like(alpha), alpha)
+    g_f, a_f = g[2], alpha[2]
+    artefact = (g_f > g[0]) & (g_f > g[1])
+    num = torch.zeros((), dtype=torch.float64, device=g.device)
+    den = torch.zeros((), dtype=torch.float64, device=g.device)
+    for i in (0, 1):
+        g_x, a_x = g[i], alpha[i]
+        hi = torch.maximum(g_x, g_f)
+        ratio = torch.where((g_x == 0) | (g_f == 0), torch.zeros_like(g_x),
+                            torch.minimum(g_x, g_f) / torch.where(hi > 0, hi, torch.ones_like(hi)))
+        orient = torch.abs(torch.abs(a_x - a_f) - math.pi / 2) * 2 / math.pi
+        q_g = 0.9999 / (1 + torch.exp(-19 * (ratio - 0.5)))
+        q_a = 0.9995 / (1 + torch.exp(-22 * (orient - 0.5)))
+        q = torch.sqrt(q_g * q_a)
+        w = torch.where(g_x >= 2, g_x ** 1.5, torch.zeros_like(g_x))
+        num = num + (artefact * (1 - q) * w).sum()
+        den = den + w.sum()
+    return float(num / den)

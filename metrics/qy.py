@@ -1,0 +1,45 @@
+"""Yang's SSIM-based fusion metric Qy with the toolkit's window (METRICS.md section 2.6). Float64."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .common import as_f64, correlate_separable
+
+_C1, _C2 = 1e-4, 9e-4  # constants meant for [0, 1] data, applied to 0..255 data (toolkit quirk)
+
+
+def _gauss7() -> torch.Tensor:
+    g = torch.tensor([math.exp(-((b - 3) ** 2) / (2 * 1.5 ** 2)) for b in range(7)], dtype=torch.float64)
+    return g / g.sum()
+
+
+def _window_filter(x: torch.Tensor) -> torch.Tensor:
+    """'same' zero-padded correlation of (C, H, W) maps with the toolkit's 7x7 window W[a, b] = g[b].
+
+    Every row of the window is the same 1-D Gaussian, so it is a vertical 7-tap box sum (sum W = 7)
+    times a horizontal Gaussian, applied here as two 1-D passes.
+    """
+    return correlate_separable(x, [1.0] * 7, _gauss7().tolist(), 3, 3)
+
+
+def _ssim_maps(mu_x, mu_y, e_xx, e_yy, e_xy):
+    s_x = e_xx - mu_x * mu_x
+    s_y = e_yy - mu_y * mu_y
+    s_xy = e_xy - mu_x * mu_y
+    s = ((2 * mu_x * mu_y + _C1) * (2 * s_xy + _C2)) / ((mu_x ** 2 + mu_y ** 2 + _C1) * (s_x + s_y + _C2))
+    return s, s_x, s_y
+
+
+def qy(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor) -> float:
+    """Qy: lambda S(A,F) + (1 - lambda) S(B,F) where S(A,B) >= 0.75, else max(S(A,F), S(B,F)). Higher is better."""
+    a, b, f = as_f64(ir), as_f64(vis), as_f64(fused)
+    m = _window_filter(torch.stack([a, b, f, a * a, b * b, f * f, a * b, a * f, b * f]))
+    mu_a, mu_b, mu_f, e_aa, e_bb, e_ff, e_ab, e_af, e_bf = m
+    s_ab, var_a, var_b = _ssim_maps(mu_a, mu_b, e_aa, e_bb, e_ab)
+    s_af, _, _ = _ssim_maps(mu_a, mu_f, e_aa, e_ff, e_af)
+    s_bf, _, _ = _ssim_maps(mu_b, mu_f, e_bb, e_ff, e_bf)
+    lam = var_a / (var_a + var_b + 1e-10)
+    q = torch.where(s_ab >= 0.75, lam * s_af + (1 - lam) * s_bf, torch.maximum(s_af, s_bf))
+    return float(q.mean())
