@@ -19,6 +19,8 @@ resume), <run>/train.log, <run>/tb/ (TensorBoard), <run>/losses.csv and <run>/lo
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import math
 import shutil
@@ -415,6 +417,8 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
 
     if writer is not None:
         writer.close()
+    if info.enabled:
+        check_replicas(run_dir, info, {"student": unwrap(student), "teacher": unwrap(teacher) if teacher else None})
     if info.is_main:
         write_history(history, run_dir)
         if not stopped:
@@ -424,6 +428,31 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
                 log.info("student copied to %s", export)
         log.info("%s after %d updates; weights in %s", "stopped" if stopped else "finished", global_step, run_dir)
     return 0
+
+
+def weights_digest(model: Optional[torch.nn.Module]) -> Optional[str]:
+    """SHA-256 of a network's parameters (not its buffers: per-process BatchNorm statistics may differ)."""
+    if model is None:
+        return None
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_replicas(run_dir: Path, info: dist_utils.DistInfo, models: Dict[str, Optional[torch.nn.Module]]) -> None:
+    """Distributed runs: every rank must end with identical weights; rank 0 records the digests."""
+    import torch.distributed as dist
+
+    mine = {k: weights_digest(m) for k, m in models.items()}
+    gathered: List[Dict[str, Optional[str]]] = [None] * info.world_size  # type: ignore[list-item]
+    dist.all_gather_object(gathered, mine)
+    if info.is_main:
+        (run_dir / "rank_digests.json").write_text(json.dumps(gathered, indent=1) + "\n")
+        same = all(g == gathered[0] for g in gathered)
+        (log.info if same else log.error)("weights %s on all %d ranks", "identical" if same else "DIFFER",
+                                          info.world_size)
 
 
 def log_images(writer, kind: str, b: Dict[str, torch.Tensor], out: torch.Tensor, step: int) -> None:
