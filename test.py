@@ -2,8 +2,8 @@
 
     python test.py                                   # demo pairs -> result/test/ with the demo checkpoint
     python test.py --checkpoint checkpoints/checkpoints.pt --img_dir DIR --save_path OUT/
-    python test.py ... --engine reference            # the plain PyTorch module (default: fast)
-    python test.py ... --engine onnx --onnx student.onnx
+    python test.py ... --engine reference            # the plain PyTorch module (default: auto)
+    python test.py ... --engine onnx --onnx student.onnx  # an exported file (scripts/export_onnx.py)
     python test.py ... --tile 1024 --overlap 64      # very large images in bounded memory
     torchrun --nproc_per_node=4 test.py ...          # pairs split between processes
 
@@ -59,8 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true", default=None, help="re-fuse pairs whose output already exists")
     p.add_argument("--pad_multiple", type=int, help="pad height/width to a multiple of this for the network")
     p.add_argument("--engine", choices=ENGINE_NAMES,
-                   help="fast: BatchNorm folded, channels-last, fused conv+activation (default); reference: the "
-                        "plain module; compile: torch.compile; onnx: ONNX Runtime with --onnx")
+                   help="auto (default): onnx on CPU when onnxruntime is installed, else fast; fast: BatchNorm "
+                        "folded, channels-last, fused conv+activation in PyTorch; reference: the plain module; "
+                        "compile: torch.compile of fast; onnx: ONNX Runtime (--onnx FILE, or exported in memory)")
     p.add_argument("--onnx", help="ONNX file for --engine onnx (scripts/export_onnx.py writes one)")
     p.add_argument("--tile", type=int, help="fuse in tiles of at most this many pixels per side (bounded memory)")
     p.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default 64; seams invisible)")
@@ -229,8 +230,10 @@ def main(argv=None) -> int:
         cfg = build_config(args)
         device = distributed.local_device(pick_device(cfg.get("device", "auto")), info)
         ir_dir, vis_dir = resolve_dirs(cfg.get("img_dir"), cfg.get("ir_dir"), cfg.get("vis_dir"))
-        name = cfg.get("engine") or "fast"
-        model = None if name == "onnx" else load_student(cfg["checkpoint"], device)
+        name = cfg.get("engine") or "auto"
+        if name == "auto" and cfg.get("onnx"):
+            name = "onnx"  # an ONNX file was given: use it
+        model = None if name == "onnx" and cfg.get("onnx") else load_student(cfg["checkpoint"], device)
         engine = build_engine(name, model, onnx_path=cfg.get("onnx"), device=device)
     except (ConfigError, DeviceError, PairingError, CheckpointError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)

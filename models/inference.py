@@ -11,7 +11,7 @@ FuseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 # The student sees 41 pixels around each output pixel (3x3 convs at full, 1/2 and 1/4 resolution,
 # 2x pools and bilinear upsampling: 4 + 2*7 + 4*5 + bilinear taps); contributions from beyond ~30 px
-# are already far below one grey level (tests/models/test_tiling.py measures it). Neighbouring tiles
+# are already far below one grey level (tests/models/test_engine_tiling.py checks it). Neighbouring tiles
 # share `overlap` pixels and the seam sits in the middle, so each pixel keeps overlap/2 of context.
 DEFAULT_OVERLAP = 64
 
