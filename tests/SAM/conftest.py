@@ -82,3 +82,13 @@ def sub_env() -> dict:
 @pytest.fixture(scope="session")
 def test_sets() -> List[str]:
     return list(TEST_SETS)
+
+
+@pytest.fixture(scope="session")
+def main():
+    """scripts/build_mask_cache.py's main(argv) -> exit code, run in this process (fast, same code)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("build_mask_cache", ROOT / "scripts" / "build_mask_cache.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main

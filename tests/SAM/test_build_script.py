@@ -108,16 +108,6 @@ def test_torchrun_failure_on_one_rank_stops_all(ref, repo_root, sub_env, test_se
     assert list_entries(root / "c") == [names[0]]  # rank 0's work is kept for the next run
 
 
-@pytest.fixture(scope="module")
-def main(repo_root):
-    """scripts/build_mask_cache.py's main(argv) -> exit code, run in this process (fast, same code)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("build_mask_cache", script(repo_root))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
-
-
 def test_cli_errors_verify_and_stats(ref, main, test_sets, tmp_path, capsys):
     root, names, ref_cache = ref
     base = ["--root_dir", str(root), "--no_progress"]

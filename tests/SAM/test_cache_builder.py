@@ -30,16 +30,16 @@ def assert_same_cache(a, b):
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory, make_pairs):
-    """Three tiny pairs; the IR folder is named Inf and the VIS folder Vi (aliases of Ir, Vis)."""
+    """Two tiny pairs; the IR folder is named Inf and the VIS folder Vi (aliases of Ir, Vis)."""
     root = tmp_path_factory.mktemp("sam_data")
-    names = make_pairs(root, 3, ir_dir="Inf", vis_dir="Vi")
+    names = make_pairs(root, 2, ir_dir="Inf", vis_dir="Vi")
     return root, names
 
 
 def test_cache_holds_the_selected_generator_masks(tiny_data, random_sam, settings, tmp_path):
     root, names = tiny_data
     summary = build_cache(root, None, settings, progress=False, cache_dir=tmp_path / "c", model=random_sam)
-    assert (summary.total, summary.built, summary.skipped) == (3, 3, 0)
+    assert (summary.total, summary.built, summary.skipped) == (2, 2, 0)
     assert sorted(list_entries(tmp_path / "c")) == names
     assert verify_cache(tmp_path / "c", names).ok
     # entry == select_for_cache(generator masks), RGB input by default
@@ -57,7 +57,7 @@ def test_cache_holds_the_selected_generator_masks(tiny_data, random_sam, setting
 
     # resume: nothing is recomputed; a stale entry (other digest) is
     again = build_cache(root, None, settings, progress=False, cache_dir=tmp_path / "c", model=random_sam)
-    assert (again.built, again.skipped) == (0, 3)
+    assert (again.built, again.skipped) == (0, 2)
     write_entry(tmp_path / "c", names[0], [], [], 64, 80, "stale")
     again = build_cache(root, None, settings, progress=False, cache_dir=tmp_path / "c", model=random_sam)
     assert again.names_built == [names[0]]
@@ -65,7 +65,7 @@ def test_cache_holds_the_selected_generator_masks(tiny_data, random_sam, setting
     # shards together == one run
     for i in range(2):
         s = build_cache(root, None, settings, shard=(i, 2), progress=False, cache_dir=tmp_path / "s", model=random_sam)
-        assert s.total == (2 if i == 0 else 1)
+        assert s.total == 1
     assert_same_cache(tmp_path / "c", tmp_path / "s")
 
     # other settings: refused, or recomputed with rebuild
@@ -81,7 +81,7 @@ def test_cache_holds_the_selected_generator_masks(tiny_data, random_sam, setting
 def test_zero_masks_and_bgr_switch(tiny_data, random_sam, settings, tmp_path):
     root, names = tiny_data
     strict = dict(settings, generator=dict(settings["generator"], pred_iou_thresh=1.5))  # nothing passes
-    s = build_cache(root, "none", strict, shard=(0, 3), progress=False, cache_dir=tmp_path / "z", model=random_sam)
+    s = build_cache(root, "none", strict, shard=(0, 2), progress=False, cache_dir=tmp_path / "z", model=random_sam)
     assert s.built == 1 and s.no_masks == 1
     e = read_entry(tmp_path / "z", names[0])
     assert e.ir_masks == [] and e.meta["found_ir"] == 0

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -88,7 +86,7 @@ def test_wrong_structure_is_a_clear_error(tmp_path):
         restricted_load(tmp_path / "nope.pkl")
 
 
-def test_cli_import_and_refusal(tmp_path, repo_root, sub_env):
+def test_cli_import_and_refusal(tmp_path, main, capsys):
     pkl = tmp_path / "mask_cache_train_20.pkl"
     release_pickle(pkl)
     (tmp_path / "Ir").mkdir()
@@ -97,16 +95,14 @@ def test_cli_import_and_refusal(tmp_path, repo_root, sub_env):
     for name in ("00000", "00001", "00002"):
         cv2.imwrite(str(tmp_path / "Ir" / f"{name}.png"), np.zeros((9, 11), np.uint8))
         cv2.imwrite(str(tmp_path / "Vis" / f"{name}.png"), np.zeros((9, 11, 3), np.uint8))
-    cmd = [sys.executable, str(repo_root / "scripts" / "build_mask_cache.py"), "--root_dir", str(tmp_path),
-           "--no_progress"]
-    r = subprocess.run(cmd + ["--import_pickle", str(pkl)], capture_output=True, text=True, env=sub_env, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert "imported 3 images" in r.stdout and "all 3 entries OK" in r.stdout
+    base = ["--root_dir", str(tmp_path), "--no_progress"]
+    assert main(base + ["--import_pickle", str(pkl)]) == 0
+    out = capsys.readouterr().out
+    assert "imported 3 images" in out and "all 3 entries OK" in out
     evil = tmp_path / "evil.pkl"
     with open(evil, "wb") as fh:
         pickle.dump([Evil(tmp_path / "pwned")], fh)
-    r = subprocess.run(cmd + ["--import_pickle", str(evil), "--cache_dir", str(tmp_path / "c2")],
-                       capture_output=True, text=True, env=sub_env, timeout=120)
-    assert r.returncode == 1 and "forbidden global" in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "pwned").exists()
+    assert main(base + ["--import_pickle", str(evil), "--cache_dir", str(tmp_path / "c2")]) == 1
+    err = capsys.readouterr().err
+    assert "forbidden global" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "c2" / "manifest.json").exists()
