@@ -45,7 +45,7 @@ from models.checkpoint import CheckpointError, load_weights, read_state_dict
 from models.student import Student
 from models.teacher import Teacher
 from utils import distributed as dist_utils
-from utils.config import ConfigError, apply_flags, apply_overrides, get_dotted, load_config
+from utils.config import ConfigError, apply_flags, apply_overrides, get_dotted, load_config, merge
 from utils.device import DeviceError, pick_device
 from utils.plots import plot_loss_curves
 from utils.run_state import ResumeError, load_train_state, rng_state, save_atomic, set_rng_state
@@ -74,7 +74,9 @@ class TrainError(RuntimeError):
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML config (default configs/fmb.yaml; with --resume: the run's own config)")
+    p.add_argument("--config", action="append", metavar="YAML",
+                   help="YAML config (default configs/fmb.yaml; with --resume: the run's own config). Repeat it "
+                        "to merge several in order, e.g. --config configs/fmb.yaml --config configs/semantic/trained.yaml")
     p.add_argument("--resume", help="last.pt of an earlier run: continue it where it stopped")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set train.epochs=10 (repeatable)")
@@ -86,7 +88,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace, resumed: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     if args.config or resumed is None:
-        cfg = load_config(args.config or ROOT / "configs" / "fmb.yaml")
+        cfg: Dict[str, Any] = {}
+        for path in args.config or [ROOT / "configs" / "fmb.yaml"]:
+            cfg = merge(cfg, load_config(path))
     else:
         cfg = resumed["config"]
     apply_flags(cfg, vars(args), {flag: key for flag, (key, _) in RELEASE_FLAGS.items()})
