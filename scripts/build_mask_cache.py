@@ -81,6 +81,8 @@ def do_verify(root_dir: str, cache_dir: Path) -> int:
     report = verify_cache(cache_dir, names)
     if report.ok:
         extra = f", {len(report.extra)} entries for images not in {root_dir}" if report.extra else ""
+        if report.temps:
+            extra += f", {report.temps} temporary files left by interrupted runs (harmless)"
         print(f"verify: {cache_dir}: all {report.checked} entries OK{extra}")
         return 0
     print(f"verify: {cache_dir}: FAILED: {len(report.missing)} missing, {len(report.bad)} bad of {len(names)} images",
