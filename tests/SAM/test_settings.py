@@ -28,6 +28,7 @@ def test_presets(cfg):
     fast = resolve_settings(cfg["sam"], "fast", cfg["presets"])
     assert fast["generator"]["points_per_side"] == 32 and fast["generator"]["crop_n_layers"] == 0
     assert fast["generator"]["pred_iou_thresh"] == 0.86 and fast["image_size"] == 1024
+    assert resolve_settings(cfg["sam"], "release", cfg["presets"]) == resolve_settings(None)
     with pytest.raises(ConfigError, match="preset 'nope' is not defined"):
         resolve_settings(cfg["sam"], "nope", cfg["presets"])
 
