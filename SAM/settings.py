@@ -17,7 +17,6 @@ device are speed knobs and are not.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -159,7 +158,3 @@ def diff_settings(have: Mapping[str, Any], want: Mapping[str, Any], prefix: str 
         elif a != b:
             out[name] = (a, b)
     return out
-
-
-def copy_settings(s: Mapping[str, Any]) -> Dict[str, Any]:
-    return copy.deepcopy(dict(s))

@@ -1,12 +1,11 @@
 """The 2-block SAM ViT-B feature extractor of SAM/features.py."""
 from __future__ import annotations
 
-import warnings
 
 import pytest
 import torch
 
-from SAM.features import SAMFeatureExtractor, build_sam_feature_extractor
+from SAM.features import build_sam_feature_extractor
 from SAM.model import CheckpointError
 
 
