@@ -52,3 +52,17 @@ def test_qcb_identical_images_close_to_one_and_nan_for_constant():
     assert qcb(x, y, x) == pytest.approx(qcb(y, x, x), rel=1e-12)  # symmetric in the sources
     assert qcb(x, y, x) < qcb(x, x, x)
     assert math.isnan(qcb(x, x, torch.full_like(x, 9)))
+
+
+def test_float32_emulation_matches_torch_onednn_conv():
+    """The tap-by-tap FMA emulation (used on GPUs and for small maps) equals torch's oneDNN CPU conv bit for bit."""
+    from metrics.common import correlate_reference_f32
+    from metrics.constants import ssim_window, vif_kernel
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(160, 140, generator=g) * 255).round() * 255  # > 20480 elements: the FMA path
+    for k in (torch.from_numpy(vif_kernel(5)), torch.from_numpy(ssim_window())[:, None]):
+        pad = (k.shape[0] // 2, k.shape[1] // 2)
+        ours = correlate_reference_f32(x, k, pad)
+        ref = torch.nn.functional.conv2d(x[None, None], k[None, None], padding=pad)[0, 0]
+        assert torch.equal(ours, ref)
