@@ -80,10 +80,10 @@ def rand_image(seed, h, w, c=3, dtype=np.uint8):
 
 
 def make_pair(root, name, h, w, ir_dir="Ir", vis_dir="Vis", ir_ext=".png", vis_ext=".png", vis_channels=3,
-              dtype=np.uint8, seed=0):
+              dtype=np.uint8, seed=0, ir_channels=1):
     (root / ir_dir).mkdir(parents=True, exist_ok=True)
     (root / vis_dir).mkdir(parents=True, exist_ok=True)
-    ir, vis = rand_image(seed, h, w, 1, dtype), rand_image(seed + 1, h, w, vis_channels, dtype)
+    ir, vis = rand_image(seed, h, w, ir_channels, dtype), rand_image(seed + 1, h, w, vis_channels, dtype)
     assert cv2.imwrite(str(root / ir_dir / f"{name}{ir_ext}"), ir)
     assert cv2.imwrite(str(root / vis_dir / f"{name}{vis_ext}"), vis)
     return root / ir_dir / f"{name}{ir_ext}", root / vis_dir / f"{name}{vis_ext}"
@@ -166,7 +166,7 @@ def test_folder_aliases_and_mixed_extensions(run, student, tmp_path):
     src = tmp_path / "in"
     pairs = {"x": make_pair(src, "x", 16, 16, "Inf", "vi", ".bmp", ".jpg"),
              "y": make_pair(src, "y", 16, 16, "Inf", "vi", ".tif", ".tiff", seed=2),
-             "z": make_pair(src, "z", 16, 16, "Inf", "vi", ".png", ".jpeg", seed=4)}
+             "z": make_pair(src, "z", 16, 16, "Inf", "vi", ".png", ".jpeg", seed=4, ir_channels=3)}  # colour IR
     rc, stdout, _ = run("--img_dir", src, "--save_path", tmp_path / "out")
     assert rc == 0 and "fused 3 pair(s)" in stdout
     assert sorted(os.listdir(tmp_path / "out")) == ["x.png", "y.png", "z.png"]
