@@ -334,3 +334,19 @@ def test_conformance_with_the_released_outputs(cli, capsys, shared_dir, tmp_path
         diff = np.abs(ours.astype(int) - theirs.astype(int))
         assert diff.max() <= 1, f"{name}: max abs diff {diff.max()}"
         assert (diff > 0).mean() < 1e-3, f"{name}: {(diff > 0).mean():.2%} of the values differ"
+
+
+def test_defaults_fuse_the_demo_pairs(cli, capsys, monkeypatch, tmp_path):
+    """`python test.py` from the repository root, as in the README's quick start (only the output moved)."""
+    from utils.config import load_config
+    demo_ckpt = ROOT / load_config(ROOT / "configs" / "test.yaml")["checkpoint"]
+    if not demo_ckpt.is_file():
+        pytest.skip(f"{demo_ckpt} is not in the checkout yet")
+    monkeypatch.chdir(ROOT)
+    rc = cli.main(["--save_path", str(tmp_path)])
+    assert rc == 0 and "fused 3 pair(s)" in capsys.readouterr().out
+    names = sorted(p.name for p in (ROOT / "data" / "demo" / "test" / "Vis").iterdir())
+    assert sorted(os.listdir(tmp_path)) == names
+    for n in names:
+        img = read(tmp_path / n)
+        assert img.shape == (192, 256, 3) and img.std() > 5  # a real picture, not a flat image
