@@ -135,7 +135,8 @@ def _score(todo, chosen, dev, progress, log, summary: EvaluationSummary, label: 
     return rows
 
 
-def _fmt(v: float) -> str:
+def format_value(v: float) -> str:
+    """A metric value for tables: 4 decimals, or 4 significant digits for tiny values."""
     if not math.isfinite(v):
         return str(v)
     return f"{v:.4g}" if abs(v) < 1e-3 and v != 0 else f"{v:.4f}"
@@ -144,13 +145,13 @@ def _fmt(v: float) -> str:
 def format_summary(summary: EvaluationSummary, style: str = "markdown") -> str:
     """The summary as a Markdown table (metric | direction | mean | std) or as one line 'EN 7.12 | SD ...'."""
     if style == "line":
-        body = " | ".join(f"{m}{arrow(m)} {_fmt(summary.mean[m])}" for m in summary.metrics)
+        body = " | ".join(f"{m}{arrow(m)} {format_value(summary.mean[m])}" for m in summary.metrics)
         return f"{summary.count} images: {body}"
     if style != "markdown":
         raise ValueError(f"format_summary: style must be 'markdown' or 'line', not {style!r}")
     lines = ["| metric | better | mean | std |", "|---|:-:|---:|---:|"]
     for m in summary.metrics:
-        lines.append(f"| {m} | {arrow(m)} | {_fmt(summary.mean[m])} | {_fmt(summary.std[m])} |")
+        lines.append(f"| {m} | {arrow(m)} | {format_value(summary.mean[m])} | {format_value(summary.std[m])} |")
     return "\n".join(lines)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -80,14 +80,17 @@ def compute_metrics(ir, vis, fused, metrics: Optional[Sequence[str]] = None,
                     device: str | torch.device = "cpu") -> Dict[str, float]:
     """{name: value} for the (H, W) grey-level images ir (A), vis (B), fused (F) (uint8 arrays or tensors, 0..255).
 
+    metrics: names or 'EN,SD,...' (None: all 21); the result is in the toolkit's column order.
     A metric that cannot be computed on these images (constant image, too small for MS-SSIM) gives NaN;
-    the caller decides how to report it. Raises ValueError if the three sizes differ.
+    the caller decides how to report it. Raises ValueError if the three sizes differ, MetricNameError
+    for an unknown name.
     """
-    names = list(METRIC_NAMES) if metrics is None else list(metrics)
+    names = parse_metric_list(metrics)
     a, b, f = (_to_tensor(x, device) for x in (ir, vis, fused))
     if not (a.shape == b.shape == f.shape):
         raise ValueError(f"IR {tuple(a.shape)}, VIS {tuple(b.shape)} and fused {tuple(f.shape)} differ in size")
     out: Dict[str, float] = {}
+    failed: List[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # 0/0 in constant images -> NaN, reported by the caller
         if "SSIM" in names and "MS_SSIM" in names:  # MS-SSIM's first level is SSIM: compute both at once
@@ -99,7 +102,9 @@ def compute_metrics(ir, vis, fused, metrics: Optional[Sequence[str]] = None,
             try:
                 value = fn(a, b, f) if two_sources else fn(f)
             except (RuntimeError, ZeroDivisionError, ValueError) as exc:  # e.g. degenerate eigen-decomposition
-                warnings.warn(f"{name}: could not be computed ({exc}); NaN", RuntimeWarning)
+                failed.append(f"{name} ({exc})")
                 value = math.nan
             out[name] = float(value)
+    if failed:
+        warnings.warn(f"could not be computed, NaN: {'; '.join(failed)}", RuntimeWarning, stacklevel=2)
     return {name: out[name] for name in names}

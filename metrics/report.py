@@ -13,9 +13,9 @@ import csv
 import math
 import os
 from pathlib import Path
-from typing import Dict, List, Mapping, Sequence
+from typing import List, Mapping, Sequence
 
-from .evaluate import EvaluationSummary, Row, _fmt, format_summary
+from .evaluate import EvaluationSummary, Row, format_value, format_summary
 from .registry import HIGHER_IS_BETTER, METRIC_GROUPS, arrow
 
 
@@ -67,7 +67,7 @@ def comparison_markdown(summaries: Mapping[str, EvaluationSummary]) -> str:
     for m in metrics:
         vals = {k: summaries[k].mean[m] for k in methods}
         best = set(best_method(vals, m))
-        cells = [f"**{_fmt(vals[k])}**" if k in best else _fmt(vals[k]) for k in methods]
+        cells = [f"**{format_value(vals[k])}**" if k in best else format_value(vals[k]) for k in methods]
         lines.append(f"| {m} | {arrow(m)} | " + " | ".join(cells) + " |")
     counts = ", ".join(f"{k}: {s.count}" for k, s in summaries.items())
     lines.append("")

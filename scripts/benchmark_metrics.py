@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
 
 from data.pairs import PairingError, list_images, pair_folders, resolve_dirs  # noqa: E402
 from metrics.imread import MetricImageError, read_gray  # noqa: E402
-from metrics.registry import METRIC_NAMES, MetricNameError, compute_metrics, parse_metric_list  # noqa: E402
+from metrics.registry import MetricNameError, compute_metrics, parse_metric_list  # noqa: E402
 from utils.device import DeviceError, pick_device  # noqa: E402
 
 SHARED_SAMPLES = ROOT.parent / "shared" / "ivif_samples"
