@@ -23,7 +23,7 @@ from data.pairs import list_images, pair_folders
 from utils.device import pick_device
 
 from .imread import MetricImageError, read_gray
-from .registry import METRIC_NAMES, arrow, compute_metrics, parse_metric_list
+from .registry import METRIC_NAMES, arrow, compute_metrics, non_finite_message, parse_metric_list
 
 Row = Dict[str, object]  # {"name": str, <metric>: float, ...}
 
@@ -125,12 +125,12 @@ def _score(todo, chosen, dev, progress, log, summary: EvaluationSummary, label: 
             summary.skipped.append((name, problem))
             log(f"skipped {name}: {problem}")
             continue
-        values = compute_metrics(a, b, f, chosen, dev)
-        bad = [m for m, v in values.items() if not math.isfinite(v)]
-        for m in bad:
-            summary.non_finite.setdefault(m, []).append(name)
-        if bad:
-            log(f"{name}: {', '.join(bad)} not finite (constant or too small image?); kept as NaN/inf")
+        values = compute_metrics(a, b, f, chosen, dev, warn=False)
+        for m, v in values.items():
+            if not math.isfinite(v):
+                summary.non_finite.setdefault(m, []).append(name)
+        if non_finite_message(values):
+            log(f"{name}: {non_finite_message(values)}; kept as NaN/inf")
         rows.append({"name": name, **values})
     return rows
 

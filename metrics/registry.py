@@ -76,13 +76,28 @@ def _to_tensor(x, device) -> torch.Tensor:
     return x.to(device)
 
 
+# Why a metric may come out NaN/inf, for the messages.
+NON_FINITE_HINTS: Dict[str, str] = {
+    "MS_SSIM": "needs both sides > 160 px", "QNCIE": "constant image", "Qcb": "constant image",
+    "CC": "constant image", "SCD": "constant image", "Qabf": "both sources flat", "Nabf": "no source edges",
+    "PSNR": "fused equals both sources", "VIF": "flat reference",
+}
+
+
+def non_finite_message(values: Dict[str, float]) -> str:
+    """'' if every value is finite, else 'MS_SSIM (needs both sides > 160 px), CC (constant image) not finite'."""
+    bad = [f"{m} ({NON_FINITE_HINTS[m]})" if m in NON_FINITE_HINTS else m
+           for m, v in values.items() if not math.isfinite(v)]
+    return f"{', '.join(bad)} not finite" if bad else ""
+
+
 def compute_metrics(ir, vis, fused, metrics: Optional[Sequence[str]] = None,
-                    device: str | torch.device = "cpu") -> Dict[str, float]:
+                    device: str | torch.device = "cpu", warn: bool = True) -> Dict[str, float]:
     """{name: value} for the (H, W) grey-level images ir (A), vis (B), fused (F) (uint8 arrays or tensors, 0..255).
 
     metrics: names or 'EN,SD,...' (None: all 21); the result is in the toolkit's column order.
     A metric that cannot be computed on these images (constant image, too small for MS-SSIM) gives NaN;
-    the caller decides how to report it. Raises ValueError if the three sizes differ, MetricNameError
+    a RuntimeWarning names them unless warn=False. Raises ValueError if the three sizes differ, MetricNameError
     for an unknown name.
     """
     names = parse_metric_list(metrics)
@@ -107,4 +122,7 @@ def compute_metrics(ir, vis, fused, metrics: Optional[Sequence[str]] = None,
             out[name] = float(value)
     if failed:
         warnings.warn(f"could not be computed, NaN: {'; '.join(failed)}", RuntimeWarning, stacklevel=2)
-    return {name: out[name] for name in names}
+    result = {name: out[name] for name in names}
+    if warn and non_finite_message(result):
+        warnings.warn(non_finite_message(result), RuntimeWarning, stacklevel=2)
+    return result

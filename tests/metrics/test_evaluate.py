@@ -152,3 +152,12 @@ def test_cli_errors_are_one_line(repo_root, dataset, capsys):
     assert "nope: no such directory" in capsys.readouterr().err
     assert cli.main(["--img_dir", str(dataset / "data"), "--fused_dir", str(dataset / "fused"), "--metrics", "XX"]) == 2
     assert "unknown metric 'XX'" in capsys.readouterr().err
+
+
+def test_compute_metrics_warns_on_constant_image_and_rejects_size_mismatch():
+    a, b = _img(1), _img(2)
+    with pytest.warns(RuntimeWarning, match=r"CC \(constant image\)"):
+        out = compute_metrics(a, b, np.full((H, W), 5, np.uint8), ["CC", "EN"])
+    assert math.isnan(out["CC"]) and list(out) == ["EN", "CC"]
+    with pytest.raises(ValueError, match="differ in size"):
+        compute_metrics(a, b, _img(3, H, W + 1), ["EN"])
