@@ -44,16 +44,25 @@ def resolve_dirs(img_dir: Optional[str] = None, ir_dir: Optional[str] = None,
     return ir, vis
 
 
+def _scan_images(folder: str | os.PathLike) -> Tuple[Dict[str, Path], List[Path]]:
+    """(base name -> file, files shadowed by an earlier file of the same base name)."""
+    out: Dict[str, Path] = {}
+    shadowed: List[Path] = []
+    for p in sorted(Path(folder).iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."):
+            if p.stem in out:
+                shadowed.append(p)
+            else:
+                out[p.stem] = p
+    return out, shadowed
+
+
 def list_images(folder: str | os.PathLike) -> Dict[str, Path]:
     """Map base name -> file for the image files in `folder` (extensions are case-insensitive).
 
     When two files share a base name (a.png and a.jpg) the first in sorted order wins.
     """
-    out: Dict[str, Path] = {}
-    for p in sorted(Path(folder).iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."):
-            out.setdefault(p.stem, p)
-    return out
+    return _scan_images(folder)[0]
 
 
 @dataclass
@@ -63,12 +72,13 @@ class Pairing:
     pairs: List[Tuple[str, Path, Path]] = field(default_factory=list)  # (name, ir_path, vis_path)
     ir_only: List[Path] = field(default_factory=list)
     vis_only: List[Path] = field(default_factory=list)
+    duplicates: List[Path] = field(default_factory=list)  # ignored: another file has the same base name
 
 
 def pair_folders(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike) -> Pairing:
     """Pair files of two folders by base name, across png/jpg/jpeg/bmp/tif/tiff."""
-    ir, vis = list_images(ir_dir), list_images(vis_dir)
-    result = Pairing()
+    (ir, ir_dup), (vis, vis_dup) = _scan_images(ir_dir), _scan_images(vis_dir)
+    result = Pairing(duplicates=ir_dup + vis_dup)
     for name in sorted(set(ir) | set(vis)):
         if name in ir and name in vis:
             result.pairs.append((name, ir[name], vis[name]))

@@ -76,3 +76,11 @@ def test_pairs_are_sorted_by_name(tmp_path):
 def test_duplicate_base_name_takes_first_sorted(tmp_path):
     touch(tmp_path, "x.png", "x.jpg")
     assert list_images(tmp_path) == {"x": tmp_path / "x.jpg"}
+
+
+def test_duplicates_are_reported(tmp_path):
+    touch(tmp_path / "Ir", "a.png", "a.tif", "b.png")
+    touch(tmp_path / "Vis", "a.png", "b.png", "b.JPG", "b.bmp")
+    p = pair_folders(tmp_path / "Ir", tmp_path / "Vis")
+    assert [(n, i.name, v.name) for n, i, v in p.pairs] == [("a", "a.png", "a.png"), ("b", "b.png", "b.JPG")]
+    assert [str(d.relative_to(tmp_path)) for d in p.duplicates] == ["Ir/a.tif", "Vis/b.bmp", "Vis/b.png"]
