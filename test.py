@@ -68,8 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tile_above", type=int, help="tile automatically images with more pixels than this (0: never)")
     p.add_argument("--batch_size", type=int, help="pairs of the same size fused in one network call")
     p.add_argument("--workers", type=int, help="processes decoding images while the network runs (0: none)")
-    p.add_argument("--evaluate", action="store_true", default=None, help="score the fused images (metrics/)")
-    p.add_argument("--metrics", help="comma-separated metric names for --evaluate (default: all)")
+    p.add_argument("--evaluate", action="store_true", default=None,
+                   help="score the fused images with the 21 fusion metrics (metrics/); report in <save_path>/metrics/")
+    p.add_argument("--metrics", help="comma-separated metric names for --evaluate, e.g. EN,SD,SSIM (default: all)")
     return p.parse_args(argv)
 
 
@@ -210,17 +211,16 @@ def fuse_folder(engine, pairs, cfg: dict, save: Path, show_progress: bool = True
     return {"fused": fused, "failed": failed, "times": times}
 
 
-def evaluate_outputs(cfg: dict, ir_dir: Path, vis_dir: Path, save: Path, device) -> Optional[str]:
-    """Score the fused folder with metrics/ (when that package is installed); returns a summary line."""
-    try:
-        from metrics.evaluate import evaluate_folders
-    except ImportError:
-        return "evaluate: metrics/evaluate.py is not available in this checkout"
-    names = cfg.get("metrics")
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
-    result = evaluate_folders(ir_dir, vis_dir, save, metrics=names or None, device=device)
-    return f"evaluate: {result}"
+def evaluate_outputs(ir_dir: Path, vis_dir: Path, save: Path, names: List[str], metrics, device) -> List[str]:
+    """Score the pairs just fused (and those kept) with metrics/; the report lands in <save_path>/metrics/."""
+    from metrics import evaluate_folders, final_line, format_summary
+    from metrics.report import write_report
+    rows, summary = evaluate_folders(ir_dir, vis_dir, save, metrics=metrics, device=device, names=names)
+    written = write_report(save / "metrics", rows, summary) if rows else []
+    lines = [f"evaluate: {final_line(summary)}", f"  {format_summary(summary, 'line')}"]
+    if written:
+        lines.append(f"  report: {written[0].parent}/ (metrics.csv, summary.csv, summary.md)")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -235,6 +235,13 @@ def main(argv=None) -> int:
             name = "onnx"  # an ONNX file was given: use it
         model = None if name == "onnx" and cfg.get("onnx") else load_student(cfg["checkpoint"], device)
         engine = build_engine(name, model, onnx_path=cfg.get("onnx"), device=device)
+        metric_names = None
+        if cfg.get("evaluate"):
+            from metrics import MetricNameError, parse_metric_list
+            try:
+                metric_names = parse_metric_list(cfg.get("metrics"))
+            except MetricNameError as exc:
+                raise ConfigError(str(exc)) from None
     except (ConfigError, DeviceError, PairingError, CheckpointError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -280,7 +287,10 @@ def main(argv=None) -> int:
         for p in pairing.vis_only:
             print(f"  no IR partner: {p}")
         if cfg.get("evaluate"):
-            print(evaluate_outputs(cfg, ir_dir, vis_dir, save, device))
+            failed_names = {n for n, _ in failed}
+            names = [p[0] for p in pairing.pairs if p[0] not in failed_names]
+            for line in evaluate_outputs(ir_dir, vis_dir, save, names, metric_names, device):
+                print(line)
     distributed.cleanup()
     return rc
 
