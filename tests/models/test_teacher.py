@@ -114,10 +114,15 @@ def test_gradient_reaches_every_parameter():
     fused, taps = teacher(*inputs(2, 32, 32, seed=4))
     loss = (fused - 0.5).pow(2).mean() + sum(t.pow(2).mean() for t in taps)
     loss.backward()
-    missing = [n for n, p in teacher.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    trainable = [(n, p) for n, p in teacher.named_parameters() if p.requires_grad]
+    missing = [n for n, p in trainable if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing
-    zero = [n for n, p in teacher.named_parameters() if p.grad.abs().max() == 0]
+    zero = [n for n, p in trainable if p.grad.abs().max() == 0]
     assert not zero, zero
+    # The release's inert members (compress_and_upsample, sobel) are frozen and take no gradient.
+    assert {n for n, p in teacher.named_parameters() if not p.requires_grad} == {
+        "compress_and_upsample.weight", "compress_and_upsample.bias", "sobel"}
+    assert all(p.grad is None for n, p in teacher.named_parameters() if not p.requires_grad)
 
 
 def test_mismatched_inputs_fail_loudly():
