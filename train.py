@@ -164,6 +164,14 @@ def cosine(opt: torch.optim.Optimizer, total: int, lr_min: float):
     return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total), eta_min=lr_min)
 
 
+def update(loss: torch.Tensor, opt: torch.optim.Optimizer, sched) -> None:
+    """One optimiser step of one network, then its scheduler (each is stepped once per own update)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+
+
 def colourise(f: torch.Tensor, crcb: torch.Tensor) -> torch.Tensor:
     return ycrcb_to_rgb(f, crcb[:, 0:1], crcb[:, 1:2]).clamp(0, 1)
 
@@ -320,10 +328,7 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
                                        contrast_mask=contrast_mask, vm_masks=b.get("vm_mask"),
                                        im_masks=b.get("im_mask"), weights=weights)
         finite_or_stop(terms, "student")
-        opt_s.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_s.step()
-        sched_s.step()
+        update(loss, opt_s, sched_s)
         return {k_: float(v) for k_, v in terms.items()}, out
 
     def teacher_step(b, epoch: int) -> Dict[str, float]:
@@ -344,10 +349,7 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
             terms["semantic"] = sem.detach()
             terms["total"] = loss.detach()
         finite_or_stop(terms, "teacher")
-        opt_t.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_t.step()
-        sched_t.step()
+        update(loss, opt_t, sched_t)
         return {k_: float(v) for k_, v in terms.items()}, out_t
 
     def record(kind: str, epoch: int, terms: Dict[str, float], b, out) -> None:
