@@ -80,12 +80,12 @@ def tile_spans(size: int, tile: int, overlap: int, align: int = 4) -> List[Tuple
 @torch.inference_mode()
 def fuse_tiled(fuse: FuseFn, y: torch.Tensor, ir: torch.Tensor, tile: int = 1024,
                overlap: int = DEFAULT_OVERLAP, multiple: int = 4,
-               progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
+               progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
     """Fuse (B, 1, H, W) inputs tile by tile; returns (B, 1, H, W) float32 on the CPU.
 
     Memory is bounded by one tile's activations (plus the inputs and the output). Equals
     `fuse_padded` on the whole image up to float rounding when overlap/2 covers the network's
-    effective receptive field. `progress(n)` is called after each tile with the count done.
+    effective receptive field. `progress(done, total)` is called after each tile.
     """
     b, _, h, w = y.shape
     out = torch.empty((b, 1, h, w), dtype=torch.float32)
@@ -97,18 +97,18 @@ def fuse_tiled(fuse: FuseFn, y: torch.Tensor, ir: torch.Tensor, tile: int = 1024
             out[..., kr0:kr1, kc0:kc1] = part[..., kr0 - r0:kr1 - r0, kc0 - c0:kc1 - c0].float().cpu()
             done += 1
             if progress is not None:
-                progress(done)
+                progress(done, len(rows) * len(cols))
     return out
 
 
 def fuse_image(fuse: FuseFn, y: torch.Tensor, ir: torch.Tensor, multiple: int = 4, tile: Optional[int] = None,
                overlap: int = DEFAULT_OVERLAP, tile_above: Optional[int] = None,
-               auto_tile: int = 1024) -> torch.Tensor:
+               auto_tile: int = 1024, progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
     """Fuse whole (B, 1, H, W) images, tiled when `tile` is given or H*W exceeds `tile_above` pixels
-    (then with `auto_tile`-pixel tiles). Returns (B, 1, H, W)."""
+    (then with `auto_tile`-pixel tiles; `progress` as in fuse_tiled). Returns (B, 1, H, W)."""
     h, w = y.shape[-2:]
     if not tile and tile_above and h * w > tile_above:
         tile = auto_tile
     if tile and (h > tile or w > tile):
-        return fuse_tiled(fuse, y, ir, tile, overlap, multiple)
+        return fuse_tiled(fuse, y, ir, tile, overlap, multiple, progress)
     return fuse_padded(fuse, y, ir, multiple)

@@ -7,7 +7,10 @@
 Student: a real 1024x768 pair from ../shared/sage_reference/data/test when present (else a synthetic
 one) and the authors' checkpoint when present (else --checkpoint, else random weights). Every engine
 is warmed up, then the engines are timed in turns (round robin, so a busy machine slows them alike)
-and the median is reported. The difference is the largest per-channel difference, in grey levels,
+and the median is reported. `reference` is the plain module in a default process (as the release
+runs it); every other row uses test.py's process setting keep_freed_memory (glibc malloc reuses
+freed feature maps, models/engines/runtime.py), and `reference+malloc` shows what that setting alone
+gives the plain module. The difference is the largest per-channel difference, in grey levels,
 between the 8-bit colour outputs of the engine and of the reference. Peak memory is measured in a
 fresh process per engine (peak RSS on CPU, peak allocated on CUDA). The last line reads
 `speedup <ratio>x maxdiff <levels>` for the --headline engine (default: the engine test.py's
@@ -45,7 +48,7 @@ from models.inference import fuse_padded  # noqa: E402
 SHARED = ROOT.parent / "shared" / "sage_reference"
 REAL_PAIR = (SHARED / "data" / "test" / "Ir" / "00000.png", SHARED / "data" / "test" / "Vis" / "00000.png")
 RELEASE_CKPT = SHARED / "checkpoints" / "checkpoints.pt"
-STUDENT_ENGINES = ("reference", "fast", "onnx")
+STUDENT_ENGINES = ("reference", "reference+malloc", "fast", "onnx")
 TEACHER_ENGINES = ("explicit", "sdpa")
 
 
@@ -93,11 +96,20 @@ def student_runners(names, checkpoint: Optional[str], device, workdir: Path) -> 
     if "onnx" in names:
         onnx_path = export_student_onnx(model, workdir / "student.onnx")
         model.to(device)
+    from models.engines import keep_freed_memory
     runners = {}
     for n in names:
-        engine = build_engine(n, model, onnx_path=onnx_path, device=device)
-        runners[n] = lambda y, ir, e=engine: fuse_padded(e, y, ir)
-        what += f"; {n}: {engine.describe()}"
+        base = "reference" if n == "reference+malloc" else n
+        engine = build_engine(base, model, onnx_path=onnx_path, device=device)
+        # test.py's allocator setting for every engine but the plain reference (the release's process)
+        tuned = n != "reference"
+
+        def run(y, ir, e=engine, tuned=tuned):
+            if device.type == "cpu":
+                keep_freed_memory(tuned)
+            return fuse_padded(e, y, ir)
+        runners[n] = run
+        what += f"; {n}: {engine.describe()}" + (" with malloc reusing freed memory" if tuned else "")
     return runners, what
 
 
@@ -223,7 +235,7 @@ def cpu_name() -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=("student", "teacher"), default="student")
-    p.add_argument("--engines", help=f"comma-separated (student: reference,fast,compile,onnx; default "
+    p.add_argument("--engines", help=f"comma-separated (student: reference,reference+malloc,fast,compile,onnx; default "
                                      f"{','.join(STUDENT_ENGINES)}; teacher: {','.join(TEACHER_ENGINES)})")
     p.add_argument("--checkpoint", help="student weights (default: the authors' file in ../shared when present)")
     p.add_argument("--size", help="WIDTHxHEIGHT (default 1024x768 for the student, 800x600 for the teacher)")
