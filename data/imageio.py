@@ -8,12 +8,13 @@ float32 with the same OpenCV formulas.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Tuple
 
 import cv2
 import numpy as np
+
+from utils.atomic import atomic_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -103,12 +104,5 @@ def write_image_atomic(path: str | os.PathLike, img: np.ndarray) -> None:
     ok, enc = cv2.imencode(path.suffix or ".png", img)
     if not ok:
         raise OSError(f"{path}: OpenCV could not encode the image")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(enc.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(enc.tobytes())

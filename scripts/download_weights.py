@@ -28,6 +28,12 @@ class DownloadError(RuntimeError):
     pass
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -65,6 +71,7 @@ def download(url: str, out: Path, sha256: str = SHA256, timeout: float = 30.0) -
         if h.hexdigest() != sha256:
             raise DownloadError(f"{url}: downloaded file has SHA-256 {h.hexdigest()}, expected {sha256}; "
                                 "not saved (is it a Git LFS pointer or a changed release?)")
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

@@ -22,8 +22,13 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
     return out
 
 
+# The headline terms per network; every term is in losses.csv and TensorBoard.
+HEADLINE_TERMS = {"student": ("total", "fuse", "grad", "contrast", "cos"),
+                  "teacher": ("total", "base", "semantic", "mutual_cal", "mutual_cos")}
+
+
 def plot_loss_curves(history: List[Dict], path: str | os.PathLike, title: str = "SAGE training") -> None:
-    """One panel per network ('student', 'teacher'): every logged term against the update number."""
+    """One panel per network ('student', 'teacher'): its headline loss terms against the update number."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -37,7 +42,8 @@ def plot_loss_curves(history: List[Dict], path: str | os.PathLike, title: str = 
     kinds = [k for k in ("student", "teacher") if k in series] or ["student"]
     fig, axes = plt.subplots(1, len(kinds), figsize=(6.5 * len(kinds), 4.2), squeeze=False)
     for ax, kind in zip(axes[0], kinds):
-        for name, pts in sorted(series[kind].items()):
+        for name in HEADLINE_TERMS[kind]:
+            pts = series[kind].get(name)
             if not pts:
                 continue
             x, y = zip(*pts)

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any, Dict
 
 import numpy as np
 import torch
+
+from .atomic import atomic_path
 
 
 class ResumeError(ValueError):
@@ -17,17 +18,8 @@ class ResumeError(ValueError):
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     """torch.save to a temporary file next to `path`, then rename: a crash never leaves a broken file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def rng_state() -> Dict[str, Any]:

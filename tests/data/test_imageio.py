@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -146,26 +147,27 @@ def test_write_image_atomic_never_leaves_a_partial_file(tmp_path, monkeypatch):
     old = RNG.integers(0, 256, (5, 5), dtype=np.uint8)
     write_image_atomic(out, old)
     seen = {}
-    real_fdopen = os.fdopen
+    real_write_bytes = Path.write_bytes
 
-    class Failing:
-        def __init__(self, fh):
-            self.fh = fh
+    def failing_write_bytes(self, data):
+        real_write_bytes(self, data[: len(data) // 2])  # half the bytes land in the temp file, then the disk "fills"
+        seen["tmp"] = sorted(os.listdir(tmp_path))
+        raise OSError(28, "No space left on device")
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.fh.close()
-
-        def write(self, data):
-            self.fh.write(data[: len(data) // 2])  # half the bytes land in the temp file, then the disk "fills"
-            seen["tmp"] = sorted(os.listdir(tmp_path))
-            raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "fdopen", lambda fd, mode: Failing(real_fdopen(fd, mode)))
+    monkeypatch.setattr(Path, "write_bytes", failing_write_bytes)
     with pytest.raises(OSError, match="No space left"):
         write_image_atomic(out, RNG.integers(0, 256, (5, 5), dtype=np.uint8))
-    assert len(seen["tmp"]) == 2 and any(n.startswith(".y.") and n.endswith(".tmp") for n in seen["tmp"])
+    assert len(seen["tmp"]) == 2 and any(n.startswith(".y.png.") and n.endswith(".tmp") for n in seen["tmp"])
     assert sorted(os.listdir(tmp_path)) == ["y.png"]  # temp file removed
     np.testing.assert_array_equal(cv2.imread(str(out), cv2.IMREAD_UNCHANGED), old)  # old output intact
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Temporary files are created 0600; the final output gets what open() would give (0666 minus umask)."""
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "p.png"
+        write_image_atomic(out, RNG.integers(0, 256, (4, 4), dtype=np.uint8))
+        assert out.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
