@@ -202,6 +202,8 @@ def fuse_folder(engine, pairs, cfg: dict, save: Path, show_progress: bool = True
                 fused += 1
             except OSError as exc:
                 failed.append((name, f"{save / (name + '.png')}: cannot write ({exc})"))
+            except Exception as exc:  # noqa: BLE001 - any other writer error: recorded, the run goes on
+                failed.append((name, f"{save / (name + '.png')}: cannot encode ({type(exc).__name__}: {exc})"[:300]))
 
     with ThreadPoolExecutor(max_workers=1) as writer:
         for batch in loader:
@@ -219,7 +221,7 @@ def fuse_folder(engine, pairs, cfg: dict, save: Path, show_progress: bool = True
                 t0 = time.perf_counter()
                 try:
                     out = fuse_image(engine, y, ir, progress=tiles, **tiling).float().cpu()
-                except (RuntimeError, ValueError, MemoryError) as exc:  # keep going; the summary says why
+                except Exception as exc:  # noqa: BLE001 - engine errors (ORT, OOM...): recorded, the run goes on
                     reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
                     failed.extend((it["name"], f"{engine.name} engine failed: {reason}") for it in group)
                     bar.update(len(group))
