@@ -27,7 +27,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -315,10 +315,11 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
         if dist_utils.any_true(bad is not None, device):
             raise TrainError(bad or f"another process met a non-finite {kind} loss at update {global_step + 1}")
 
-    def student_step(b, epoch: int) -> Dict[str, float]:
+    def student_step(b, epoch: int) -> Tuple[Dict[str, float], Dict[str, Optional[torch.Tensor]]]:
         student.train()
         if student_only:
             out, taps_s = student(b["y"], b["ir"])  # fusion and gradient terms only: no teacher
+            ref = None
             loss, terms = student_loss(out, taps_s, b["y"], b["ir"], None, None, None, None, None, weights=weights)
         else:
             with torch.no_grad():
@@ -329,9 +330,9 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
                                        im_masks=b.get("im_mask"), weights=weights)
         finite_or_stop(terms, "student")
         update(loss, opt_s, sched_s)
-        return {k_: float(v) for k_, v in terms.items()}, out
+        return {k_: float(v) for k_, v in terms.items()}, {"student": out, "teacher": ref}
 
-    def teacher_step(b, epoch: int) -> Dict[str, float]:
+    def teacher_step(b, epoch: int) -> Tuple[Dict[str, float], Dict[str, Optional[torch.Tensor]]]:
         teacher.train()
         out_t, taps_t = teacher(b["y"], b["ir"], b["vm"], b["im"])
         mutual = epoch >= student_epoch
@@ -350,9 +351,9 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
             terms["total"] = loss.detach()
         finite_or_stop(terms, "teacher")
         update(loss, opt_t, sched_t)
-        return {k_: float(v) for k_, v in terms.items()}, out_t
+        return {k_: float(v) for k_, v in terms.items()}, {"teacher": out_t, "student": ref_s}
 
-    def record(kind: str, epoch: int, terms: Dict[str, float], b, out) -> None:
+    def record(kind: str, epoch: int, terms: Dict[str, float], b, outs) -> None:
         nonlocal global_step
         global_step += 1
         history.append({"step": global_step, "epoch": epoch, "kind": kind, **terms})
@@ -363,7 +364,7 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
         opt = opt_s if kind == "student" else opt_t
         writer.add_scalar(f"lr/{kind}", opt.param_groups[0]["lr"], global_step)
         if global_step % report == 0:
-            log_images(writer, kind, b, out, global_step)
+            log_images(writer, b, outs, global_step)
             log.info("epoch %d update %d %s %s", epoch, global_step, kind,
                      " ".join(f"{n}={v:.4g}" for n, v in terms.items()))
 
@@ -394,8 +395,8 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
         for i, batch in enumerate(bar, start=first):
             b = to_dev(batch)
             kind = "student" if student_only or (epoch >= student_epoch and i % 2 == 0) else "teacher"
-            terms, out = (student_step if kind == "student" else teacher_step)(b, epoch)
-            record(kind, epoch, terms, b, out)
+            terms, outs = (student_step if kind == "student" else teacher_step)(b, epoch)
+            record(kind, epoch, terms, b, outs)
             batches_done += 1
             bar.set_postfix_str(f"{kind[0]} loss {terms['total']:.4g}")
             last_in_epoch = i + 1 == per_epoch
@@ -409,8 +410,8 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
         if stopped:
             break
         if kind == "student" and not student_only:  # the release reuses the last batch for a teacher step
-            terms, out = teacher_step(b, epoch)
-            record("teacher", epoch, terms, b, out)
+            terms, outs = teacher_step(b, epoch)
+            record("teacher", epoch, terms, b, outs)
         if info.is_main:
             save_atomic(unwrap(student).state_dict(), run_dir / "student" / f"epoch_{epoch}.pt")
             if teacher is not None:
@@ -461,13 +462,15 @@ def check_replicas(run_dir: Path, info: dist_utils.DistInfo, models: Dict[str, O
                                           info.world_size)
 
 
-def log_images(writer, kind: str, b: Dict[str, torch.Tensor], out: torch.Tensor, step: int) -> None:
-    """IR, VIS, the trained network's output (colourised) and the segment images of the first sample."""
+def log_images(writer, b: Dict[str, torch.Tensor], outs: Dict[str, Optional[torch.Tensor]], step: int) -> None:
+    """IR, VIS, the teacher's and the student's outputs (colourised) and the segment images, first sample."""
     from torchvision.utils import make_grid
     crcb = b["crcb"][:1]
     writer.add_image("input/ir", b["ir"][0], step)
     writer.add_image("input/vis", colourise(b["y"][:1], crcb)[0], step)
-    writer.add_image(f"output/{kind}", colourise(out[:1].detach().float(), crcb)[0], step)
+    for name, out in outs.items():
+        if out is not None:
+            writer.add_image(f"output/{name}", colourise(out[:1].detach().float(), crcb)[0], step)
     for key in ("vm", "im"):
         if key in b:
             writer.add_image(f"segments/{key}", make_grid(b[key][0][:, None], nrow=b[key].shape[1], padding=2), step)

@@ -114,7 +114,14 @@ def test_schedule_losses_and_outputs(data_root, tmp_path):
     assert (run_dir / "loss_curves.png").stat().st_size > 1000
     assert (run_dir / "losses.csv").read_text().count("\n") == 8
     assert "epoch 2 done" in (run_dir / "train.log").read_text()
-    assert any(p.name.startswith("events.out.tfevents") for p in (run_dir / "tb").iterdir())
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "scalars": 0}).Reload()
+    images, scalars = set(events.Tags()["images"]), set(events.Tags()["scalars"])
+    assert {"input/ir", "input/vis", "output/teacher", "output/student", "segments/vm", "segments/im"} <= images
+    assert {"student/total", "student/contrast", "student/cos", "teacher/base", "teacher/mutual_cos",
+            "lr/student", "lr/teacher"} <= scalars
+    assert len(events.Scalars("teacher/total")) == 5
 
 
 def test_each_network_changes_only_on_its_own_steps(data_root, tmp_path):
