@@ -175,3 +175,35 @@ def test_evaluate_scores_what_was_fused(cli, capsys, ckpt, frames, tmp_path):
     err = capsys.readouterr().err
     assert rc == 2 and "unknown metric 'NOPE'" in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()  # nothing fused before the bad flag was found
+
+
+def test_export_onnx_script_writes_a_matching_model(ckpt, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("export_onnx_script", ROOT / "scripts" / "export_onnx.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "m" / "student.onnx"
+    assert script.main(["--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    line = capsys.readouterr().out
+    assert out.is_file() and "dynamic batch/height/width" in line and "(ok)" in line
+    assert script.main(["--checkpoint", str(tmp_path / "absent.pt"), "--out", str(out)]) == 2
+    assert "no such checkpoint file" in capsys.readouterr().err
+
+
+def test_benchmark_prints_its_table_and_final_line(ckpt):
+    proc = subprocess.run([sys.executable, "scripts/benchmark.py", "--checkpoint", str(ckpt), "--size", "64x48",
+                           "--engines", "reference,fast,onnx", "--repeats", "1", "--no_memory"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert any(l.startswith("| fast |") for l in lines) and any(l.startswith("| onnx |") for l in lines)
+    last = lines[-1].split()
+    assert last[0] == "speedup" and last[1].endswith("x") and float(last[1][:-1]) > 0
+    assert last[2] == "maxdiff" and int(last[3]) <= 1
+
+
+def test_keep_freed_memory_toggles_on_linux():
+    from models.engines import keep_freed_memory
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc malloc setting")
+    assert keep_freed_memory(True) is True
+    assert keep_freed_memory(False) is True
