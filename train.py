@@ -22,8 +22,6 @@ import argparse
 import hashlib
 import json
 import logging
-import math
-import shutil
 import sys
 import time
 from pathlib import Path

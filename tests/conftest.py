@@ -13,6 +13,22 @@ SHARED = ROOT.parent / "shared"
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
+def load_fuse_cli():
+    """test.py as a module, imported by path (`import test` could find the standard library's package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sage_test_cli", ROOT / "test.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """The fusion command line (test.py) as a module: cli.main(argv) -> exit code."""
+    return load_fuse_cli()
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT

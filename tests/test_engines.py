@@ -21,14 +21,6 @@ DEMO = ROOT / "data" / "demo" / "test"
 
 
 @pytest.fixture(scope="module")
-def cli():
-    spec = importlib.util.spec_from_file_location("sage_test_cli_engines", ROOT / "test.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "student.pt"
     torch.save(random_student(3).state_dict(), path)

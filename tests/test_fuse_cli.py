@@ -7,7 +7,6 @@ with their released outputs.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -21,15 +20,6 @@ import torch
 from models.student import Student
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def cli():
-    """test.py as a module (imported by path: `import test` could find the standard library's package)."""
-    spec = importlib.util.spec_from_file_location("sage_test_cli", ROOT / "test.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

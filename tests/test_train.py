@@ -181,12 +181,8 @@ def test_non_finite_loss_stops_with_the_term_and_step(data_root, tmp_path, monke
     assert "'contrast' is nan" in err and "step 1" in err
 
 
-def test_student_only_mode_and_checkpoint_fuses_with_test_py(data_root, tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("sage_test_cli", ROOT / "test.py")
-    fuse_cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fuse_cli)
+def test_student_only_mode_and_checkpoint_fuses_with_test_py(data_root, tmp_path, cli):
+    fuse_cli = cli
 
     assert run(data_root, tmp_path / "so", "--set", "train.student_only=true", "--epochs", "1") == 0
     last = state(tmp_path / "so" / "last.pt")

@@ -5,7 +5,6 @@ import functools
 import hashlib
 import http.server
 import importlib.util
-import os
 import socket
 import threading
 from pathlib import Path
