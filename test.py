@@ -23,11 +23,12 @@ from typing import List, Tuple
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data.colour import fused_to_bgr8, ycrcb_to_rgb, to_uint8
-from data.imageio import ImageReadError, read_ir, read_vis, write_image_atomic
+from data.fusion_pairs import PairDataset, same_size_groups
+from data.imageio import write_image_atomic
 from data.pairs import PairingError, pair_folders, resolve_dirs
 from models.checkpoint import CheckpointError, load_student
 from models.engines import ENGINE_NAMES, EngineError, build_engine, keep_freed_memory
@@ -41,10 +42,6 @@ FLAGS = ("checkpoint", "img_dir", "ir_dir", "vis_dir", "save_path", "device", "g
          "engine", "onnx", "tile", "overlap", "tile_above", "batch_size", "workers", "evaluate", "metrics",
          "keep_freed_memory")
 COLOUR_ROWS = 1024  # colour restoration of huge outputs runs in strips of this many rows (bounded memory)
-
-
-class PairError(ValueError):
-    """A pair that cannot be fused; the message says why."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -80,52 +77,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace) -> dict:
     cfg = load_config(args.config)
     return apply_flags(cfg, vars(args), {f: f for f in FLAGS})
-
-
-def load_pair(name: str, ir_path: Path, vis_path: Path) -> Tuple[torch.Tensor, torch.Tensor, bool]:
-    """(IR (1,H,W), VIS YCrCb (3,H,W), VIS is colour). Raises PairError on unreadable or mismatched files."""
-    try:
-        ir = read_ir(ir_path)
-        vis, colour = read_vis(vis_path)
-    except ImageReadError as exc:
-        raise PairError(str(exc)) from None
-    if ir.shape != vis.shape[1:]:
-        raise PairError(f"{name}: IR is {ir.shape[1]}x{ir.shape[0]} but VIS is {vis.shape[2]}x{vis.shape[1]} "
-                        "(pairs must be registered and of one size; not resized)")
-    return torch.from_numpy(ir)[None], torch.from_numpy(vis), colour
-
-
-class PairDataset(Dataset):
-    """Decoded pairs for a DataLoader: {name, ir (1,H,W), vis (3,H,W) YCrCb, colour} or {name, error}.
-
-    A bad pair comes back as an error record (never an exception), so loader workers keep going.
-    """
-
-    def __init__(self, pairs: List[Tuple[str, Path, Path]]):
-        self.pairs = pairs
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i: int) -> dict:
-        name, ir_path, vis_path = self.pairs[i]
-        try:
-            ir, vis, colour = load_pair(name, ir_path, vis_path)
-        except PairError as exc:
-            return {"name": name, "error": str(exc)}
-        return {"name": name, "ir": ir, "vis": vis, "colour": colour}
-
-
-def same_size_groups(batch: List[dict]) -> List[List[dict]]:
-    """Split a loader batch into runs of readable pairs of one size (order kept); errors go alone."""
-    groups: List[List[dict]] = []
-    for item in batch:
-        key = None if "error" in item else tuple(item["ir"].shape)
-        if groups and key is not None and "error" not in groups[-1][0] and tuple(groups[-1][0]["ir"].shape) == key:
-            groups[-1].append(item)
-        else:
-            groups.append([item])
-    return groups
 
 
 def comparison_grid(ir: torch.Tensor, vis: torch.Tensor, colour: bool, fused_bgr: np.ndarray) -> np.ndarray:
