@@ -57,7 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true", default=None, help="re-fuse pairs whose output already exists")
     p.add_argument("--pad_multiple", type=int, help="pad height/width to a multiple of this for the network")
     p.add_argument("--engine", choices=ENGINE_NAMES,
-                   help="auto (default): onnx on CPU when onnxruntime is installed, else fast; fast: BatchNorm "
+                   help="auto (default) = fast: BatchNorm "
                         "folded, channels-last, fused conv+activation in PyTorch; reference: the plain module; "
                         "compile: torch.compile of fast; onnx: ONNX Runtime (--onnx FILE, or exported in memory)")
     p.add_argument("--onnx", help="ONNX file for --engine onnx (scripts/export_onnx.py writes one)")
