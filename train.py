@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,7 @@ from models.teacher import Teacher
 from utils import distributed as dist_utils
 from utils.config import ConfigError, apply_flags, apply_overrides, get_dotted, load_config, merge
 from utils.device import DeviceError, pick_device
+from utils.interrupt import GracefulStop
 from utils.plots import plot_loss_curves
 from utils.run_state import ResumeError, load_train_state, rng_state, save_atomic, set_rng_state
 
@@ -144,8 +146,14 @@ def build_loader(cfg: Dict[str, Any], info: dist_utils.DistInfo):
     sampler = ResumableSampler(dataset, num_replicas=info.world_size, rank=info.rank, seed=int(cfg.get("seed", 0)))
     workers = int(data.get("num_workers", 0))
     loader = DataLoader(dataset, batch_size=int(train["batch_size"]), sampler=sampler, num_workers=workers,
-                        pin_memory=torch.cuda.is_available(), persistent_workers=False, drop_last=False)
+                        pin_memory=torch.cuda.is_available(), persistent_workers=False, drop_last=False,
+                        worker_init_fn=ignore_sigint)
     return dataset, sampler, loader
+
+
+def ignore_sigint(_worker_id: int) -> None:
+    """Loader workers leave Ctrl-C to the main process, which stops after its current step."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def maybe_load(model: torch.nn.Module, path: Optional[str], what: str) -> None:
@@ -383,42 +391,49 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
 
     stopped = False
     t0 = time.time()
-    for epoch in range(start_epoch, epochs + 1):
-        first = start_pos if epoch == start_epoch else 0
-        sampler.set_epoch(epoch, start=first * int(train["batch_size"]))
-        dataset.set_epoch(epoch)
-        bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", initial=first, total=per_epoch, unit="batch",
-                   dynamic_ncols=True, disable=not info.is_main)
-        kind, b = None, None
-        for i, batch in enumerate(bar, start=first):
-            b = to_dev(batch)
-            kind = "student" if student_only or (epoch >= student_epoch and i % 2 == 0) else "teacher"
-            terms, outs = (student_step if kind == "student" else teacher_step)(b, epoch)
-            record(kind, epoch, terms, b, outs)
-            batches_done += 1
-            bar.set_postfix_str(f"{kind[0]} loss {terms['total']:.4g}")
-            last_in_epoch = i + 1 == per_epoch
-            if max_steps is not None and batches_done >= int(max_steps) and not last_in_epoch:
-                save_last(epoch, i + 1)
+    interrupt = GracefulStop(enabled=not info.enabled, on_request=lambda sig: log.warning(
+        "%s: finishing this step, then writing last.pt and stopping (Ctrl-C again aborts at once)", sig))
+
+    def stop_wanted() -> bool:
+        return (max_steps is not None and batches_done >= int(max_steps)) or interrupt.requested is not None
+
+    with interrupt:  # the handlers are restored whatever happens
+        for epoch in range(start_epoch, epochs + 1):
+            first = start_pos if epoch == start_epoch else 0
+            sampler.set_epoch(epoch, start=first * int(train["batch_size"]))
+            dataset.set_epoch(epoch)
+            bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", initial=first, total=per_epoch, unit="batch",
+                       dynamic_ncols=True, disable=not info.is_main)
+            kind, b = None, None
+            for i, batch in enumerate(bar, start=first):
+                b = to_dev(batch)
+                kind = "student" if student_only or (epoch >= student_epoch and i % 2 == 0) else "teacher"
+                terms, outs = (student_step if kind == "student" else teacher_step)(b, epoch)
+                record(kind, epoch, terms, b, outs)
+                batches_done += 1
+                bar.set_postfix_str(f"{kind[0]} loss {terms['total']:.4g}")
+                last_in_epoch = i + 1 == per_epoch
+                if stop_wanted() and not last_in_epoch:
+                    save_last(epoch, i + 1)
+                    stopped = True
+                    break
+                if (i + 1) % every == 0 and not last_in_epoch:
+                    save_last(epoch, i + 1)
+            bar.close()
+            if stopped:
+                break
+            if kind == "student" and not student_only:  # the release reuses the last batch for a teacher step
+                terms, outs = teacher_step(b, epoch)
+                record("teacher", epoch, terms, b, outs)
+            if info.is_main:
+                save_atomic(unwrap(student).state_dict(), run_dir / "student" / f"epoch_{epoch}.pt")
+                if teacher is not None:
+                    save_atomic(unwrap(teacher).state_dict(), run_dir / "teacher" / f"epoch_{epoch}.pt")
+            save_last(epoch + 1, 0)
+            log.info("epoch %d done (%d updates, %.0f s)", epoch, global_step, time.time() - t0)
+            if stop_wanted():
                 stopped = True
                 break
-            if (i + 1) % every == 0 and not last_in_epoch:
-                save_last(epoch, i + 1)
-        bar.close()
-        if stopped:
-            break
-        if kind == "student" and not student_only:  # the release reuses the last batch for a teacher step
-            terms, outs = teacher_step(b, epoch)
-            record("teacher", epoch, terms, b, outs)
-        if info.is_main:
-            save_atomic(unwrap(student).state_dict(), run_dir / "student" / f"epoch_{epoch}.pt")
-            if teacher is not None:
-                save_atomic(unwrap(teacher).state_dict(), run_dir / "teacher" / f"epoch_{epoch}.pt")
-        save_last(epoch + 1, 0)
-        log.info("epoch %d done (%d updates, %.0f s)", epoch, global_step, time.time() - t0)
-        if max_steps is not None and batches_done >= int(max_steps):
-            stopped = True
-            break
 
     if writer is not None:
         writer.close()
@@ -432,7 +447,10 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
                 save_atomic(unwrap(student).state_dict(), export)
                 log.info("student copied to %s", export)
         log.info("%s after %d updates; weights in %s", "stopped" if stopped else "finished", global_step, run_dir)
-    return 0
+        if interrupt.requested:
+            log.warning("interrupted (%s): continue with  python train.py --resume %s", interrupt.requested,
+                        run_dir / "last.pt")
+    return 130 if interrupt.requested else 0
 
 
 def weights_digest(model: Optional[torch.nn.Module]) -> Optional[str]:

@@ -228,3 +228,31 @@ def test_two_process_training_matches_on_both_ranks_and_resumes(data_root, tmp_p
     # One process: 3 batches per epoch; the position (4 samples seen) maps to batch 2, a student step that
     # ends the epoch, so the last batch is reused for a teacher step: 2 more updates.
     assert state(run_dir / "last.pt")["global_step"] == 5
+
+
+def test_ctrl_c_stops_after_the_step_and_resumes(data_root, tmp_path):
+    """SIGINT: the current step finishes, last.pt is written, exit code 130; --resume continues from there."""
+    import signal
+    import time
+
+    run_dir = tmp_path / "int"
+    cmd = [sys.executable, str(ROOT / "train.py"), *args(data_root, run_dir, "--epochs", "200",
+                                                         "--set", "data.num_workers=1")]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = run_dir / "train.log"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.is_file() and "epoch 1 done" in log.read_text()):
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "python train.py --resume" in err
+    last = state(run_dir / "last.pt")
+    assert last["global_step"] >= 4 and last["global_step"] < 200 * 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        epochs_done = last["epoch"] if last["step_in_epoch"] else last["epoch"] - 1
+        assert train.main(["--resume", str(run_dir / "last.pt"), "--epochs", str(epochs_done + 1)]) == 0
+    assert state(run_dir / "last.pt")["global_step"] > last["global_step"]
