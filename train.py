@@ -226,6 +226,8 @@ def setup_logging(run_dir: Path, info: dist_utils.DistInfo) -> None:
 def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
         resumed: Optional[Dict[str, Any]], resume_dir: Optional[Path]) -> int:
     train = cfg["train"]
+    if not Path(cfg["root_dir"]).is_dir():
+        raise PairingError(f"{cfg['root_dir']}: no such training folder (set root_dir in the config or --root_dir)")
     run_dir = resume_dir or (Path(cfg["save_dir"]) / cfg["save"] if cfg.get("save") else Path(cfg["save_dir"]))
     if info.is_main:
         (run_dir / "teacher").mkdir(parents=True, exist_ok=True)

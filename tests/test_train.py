@@ -206,6 +206,9 @@ def test_bad_config_and_resume_file_give_one_line(tmp_path, capsys):
     torch.save({"a": torch.zeros(1)}, bogus)
     assert train.main(["--resume", str(bogus)]) == 2
     assert "not a train.py last.pt" in capsys.readouterr().err
+    assert train.main(["--root_dir", str(tmp_path / "missing"), "--save_dir", str(tmp_path / "run")]) == 1
+    assert "missing: no such training folder" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing is created for a run that cannot start
 
 
 def test_two_process_training_matches_on_both_ranks_and_resumes(data_root, tmp_path):
