@@ -25,6 +25,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
+from utils.atomic import atomic_path
+
 FORMAT = "sage-mask-cache"
 VERSION = 1
 MANIFEST = "manifest.json"
@@ -79,21 +81,12 @@ def entry_path(cache_dir: str | os.PathLike, name: str) -> Path:
 
 
 def _atomic_write(path: Path, write) -> None:
-    """write(fh) into `.<file>.<pid>.tmp` beside `path`, fsync, then os.replace into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    try:
+    """write(fh) into a temporary `.<file>.*.tmp` beside `path`, fsync, then rename into place (utils.atomic)."""
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def remove_stale_temps(cache_dir: str | os.PathLike, name: str) -> int:
