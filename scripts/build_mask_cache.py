@@ -16,10 +16,8 @@ verifies the whole cache; the exit status is non-zero on every rank if any rank 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,6 +29,7 @@ from SAM.model import CheckpointError  # noqa: E402
 from SAM.settings import is_random_checkpoint, load_settings  # noqa: E402
 from SAM.store import CacheError, cache_stats, verify_cache  # noqa: E402
 from utils.config import ConfigError  # noqa: E402
+from utils import distributed  # noqa: E402
 from utils.device import DeviceError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +130,7 @@ def run_distributed(args: argparse.Namespace, settings: dict, cache_dir: Path, r
     import torch
     import torch.distributed as dist
 
-    dist.init_process_group("gloo", timeout=timedelta(seconds=args.dist_timeout))
+    distributed.init(torch.device("cpu"), timeout_s=args.dist_timeout)  # Gloo: only flags travel
     try:
         failed = 0
         try:
@@ -155,14 +154,14 @@ def run_distributed(args: argparse.Namespace, settings: dict, cache_dir: Path, r
         dist.broadcast(ok, src=0)
         return 0 if ok.item() else 1
     finally:
-        dist.destroy_process_group()
+        distributed.cleanup()
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     cache_dir = Path(args.cache_dir) if args.cache_dir else Path(args.root_dir) / CACHE_DIR_NAME
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    info = distributed.env_info()
+    rank, world = info.rank, info.world_size
     try:
         settings = settings_from_args(args)
         if args.verify or args.stats or args.import_pickle:
