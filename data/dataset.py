@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .imageio import ImageReadError, list_images_checked, read_ir, read_raw, read_vis
-from .pairs import IR_DIR_NAMES, VIS_DIR_NAMES, PairingError, find_subdir, pair_folders
+from .imageio import ImageReadError, read_index_map, read_ir, read_vis
+from .pairs import IR_DIR_NAMES, VIS_DIR_NAMES, PairingError, find_subdir, list_images, pair_folders
 
 LABEL_DIR_NAMES = ("Label", "label", "Labels", "labels")
 
@@ -50,14 +50,6 @@ def label_bbox_crop(label: np.ndarray, crop: Tuple[int, int], rng: np.random.Gen
     return top, left
 
 
-def read_label(path: Path) -> np.ndarray:
-    """A label map of class indices (H, W) int64 from a single-channel PNG (first channel if colour)."""
-    lab = read_raw(path)
-    if lab.ndim == 3:
-        lab = lab[:, :, 0]
-    return lab.astype(np.int64)
-
-
 class FusionTrainSet(Dataset):
     """IR/VIS/label triples with shared crop and flip, and optionally the SAM segment images.
 
@@ -89,7 +81,7 @@ class FusionTrainSet(Dataset):
             if require_labels:
                 raise
         self.items: List[Tuple[str, Path, Path, Optional[Path]]] = []
-        labels = list_images_checked(self.label_dir) if self.label_dir else {}
+        labels = list_images(self.label_dir) if self.label_dir else {}
         for name, ir, vis in pairing.pairs:
             if self.label_dir is not None and name not in labels:
                 raise PairingError(f"{self.label_dir}: no label for pair '{name}'")
@@ -117,7 +109,7 @@ class FusionTrainSet(Dataset):
         h, w = ir.shape
         if vis.shape[1:] != (h, w):
             raise ImageReadError(f"{vis_path}: size {vis.shape[2]}x{vis.shape[1]} differs from its IR image ({w}x{h})")
-        label = read_label(label_path) if label_path else np.zeros((h, w), np.int64)
+        label = read_index_map(label_path) if label_path else np.zeros((h, w), np.int64)
         if label.shape != (h, w):
             raise ImageReadError(f"{label_path}: label size {label.shape[1]}x{label.shape[0]} differs from the images ({w}x{h})")
         ch, cw = self.crop

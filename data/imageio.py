@@ -83,10 +83,15 @@ def read_vis(path: str | os.PathLike) -> Tuple[np.ndarray, bool]:
     return np.ascontiguousarray(ycrcb.transpose(2, 0, 1)), True
 
 
-def list_images_checked(folder) -> dict:
-    """Base name -> path for the image files of `folder` (see data.pairs.list_images)."""
-    from .pairs import list_images
-    return list_images(folder)
+def read_index_map(path: str | os.PathLike) -> np.ndarray:
+    """(H, W) int64 map of class indices from a single-channel PNG (or a colour PNG with three equal channels)."""
+    img = read_raw(path)
+    if img.ndim == 3:
+        if not (np.array_equal(img[:, :, 0], img[:, :, 1]) and np.array_equal(img[:, :, 0], img[:, :, 2])):
+            raise ImageReadError(f"{path}: a colour image, not a map of class indices (save one channel of "
+                                 f"class values, not a colour visualisation)")
+        img = img[:, :, 0]
+    return img.astype(np.int64)
 
 
 def image_size(path: str | os.PathLike) -> Tuple[int, int]:

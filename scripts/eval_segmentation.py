@@ -30,13 +30,13 @@ from typing import List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.imageio import ImageReadError  # noqa: E402
+from data.imageio import ImageReadError, read_index_map  # noqa: E402
 from data.pairs import PairingError, list_images  # noqa: E402
 from utils.device import DeviceError, pick_device  # noqa: E402
 from xdecoder.classes import (FMB_CLASSES, SemanticConfigError, background_classes,  # noqa: E402
                               check_ignore_index, check_num_classes, load_class_names, resolve_ignore_classes)
 from xdecoder.metrics import SegmentationScore  # noqa: E402
-from xdecoder.seg_data import SegmentationSet, pair_images_labels, read_checked_label, read_index_map  # noqa: E402
+from xdecoder.seg_data import SegmentationSet, pair_images_labels, read_checked_label  # noqa: E402
 from xdecoder.segformer import ARCHS  # noqa: E402
 
 

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from data.colour import ycrcb_to_rgb
-from data.imageio import ImageReadError, read_raw, read_vis
+from data.imageio import ImageReadError, read_index_map, read_vis
 from data.pairs import PairingError, list_images
 
 
@@ -25,17 +25,6 @@ def read_rgb(path: str | Path) -> np.ndarray:
     t = torch.from_numpy(ycrcb)[None]
     rgb = ycrcb_to_rgb(t[:, 0:1], t[:, 1:2], t[:, 2:3]).clamp(0.0, 1.0)
     return rgb[0].numpy()
-
-
-def read_index_map(path: str | Path) -> np.ndarray:
-    """(H, W) int64 map of class indices from a single-channel PNG (or a colour PNG with three equal channels)."""
-    img = read_raw(path)
-    if img.ndim == 3:
-        if not (np.array_equal(img[:, :, 0], img[:, :, 1]) and np.array_equal(img[:, :, 0], img[:, :, 2])):
-            raise ImageReadError(f"{path}: a colour image, not a map of class indices (save one channel of "
-                                 f"class values, not a colour visualisation)")
-        img = img[:, :, 0]
-    return img.astype(np.int64)
 
 
 def read_checked_label(path: str | Path, num_classes: int, ignore_index: int) -> np.ndarray:

@@ -98,3 +98,13 @@ def test_image_smaller_than_the_crop_names_the_file(tmp_path):
     ds = FusionTrainSet(tmp_path, crop_size=(16, 24))
     with pytest.raises(ImageReadError, match=r"a\.png: image 12x10 is smaller than the crop 24x16"):
         ds[0]
+
+
+def test_colour_visualisation_label_is_refused(tmp_path):
+    write_triplet(tmp_path, "a")
+    vis_label = np.zeros((40, 56, 3), np.uint8)
+    vis_label[10:30, 5:25] = (128, 64, 0)  # a palette colour, not a class index
+    cv2.imwrite(str(tmp_path / "Label" / "a.png"), vis_label)
+    ds = FusionTrainSet(tmp_path, crop_size=(16, 24))
+    with pytest.raises(ImageReadError, match=r"a\.png: a colour image, not a map of class indices"):
+        ds[0]
