@@ -31,13 +31,6 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> Tuple[torch.Tensor, Tuple
     return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
 
 
-def student_fn(model: torch.nn.Module) -> FuseFn:
-    """Wrap a Student (returns (fused, taps)) as a plain (y, ir) -> fused function."""
-    def fuse(y: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        return model(y, ir)[0]
-    return fuse
-
-
 @torch.inference_mode()
 def fuse_padded(fuse: FuseFn, y: torch.Tensor, ir: torch.Tensor, multiple: int = 4) -> torch.Tensor:
     """Fuse (B, 1, H, W) Y and IR of any H, W: pad to `multiple`, run, crop back to (B, 1, H, W)."""
