@@ -255,7 +255,7 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
     if not student_only:
         from SAM.features import build_sam_feature_extractor
         extractor = build_sam_feature_extractor(cfg["sam"].get("checkpoint"), device=device)
-        from xdecoder import build_semantic_loss
+        from semantic import build_semantic_loss
         judge = build_semantic_loss(cfg.get("semantic", {}), device)
     maybe_load(student, get_dotted(cfg, "init.checkpoint_student"), "student")
     if teacher is not None:

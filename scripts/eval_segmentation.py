@@ -33,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.imageio import ImageReadError, read_index_map  # noqa: E402
 from data.pairs import PairingError, list_images  # noqa: E402
 from utils.device import DeviceError, pick_device  # noqa: E402
-from xdecoder.classes import (FMB_CLASSES, SemanticConfigError, background_classes,  # noqa: E402
+from semantic.classes import (FMB_CLASSES, SemanticConfigError, background_classes,  # noqa: E402
                               check_ignore_index, check_num_classes, load_class_names, resolve_ignore_classes)
-from xdecoder.metrics import SegmentationScore  # noqa: E402
-from xdecoder.seg_data import SegmentationSet, pair_images_labels, read_checked_label  # noqa: E402
-from xdecoder.segformer import ARCHS  # noqa: E402
+from downstream.segmentation.miou import SegmentationScore  # noqa: E402
+from downstream.segmentation.data import SegmentationSet, pair_images_labels, read_checked_label  # noqa: E402
+from semantic.segformer import ARCHS  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -108,7 +108,7 @@ def score_pred_dir(args, score: SegmentationScore, num_classes: int) -> None:
 
 
 def score_segmenter(args, score: SegmentationScore, names: List[str], ignored: List[int]) -> None:
-    from xdecoder.seg_training import load_trained_judge, score_folder, train_segmenter
+    from downstream.segmentation.training import load_trained_judge, score_folder, train_segmenter
 
     device = pick_device(args.device)
     checkpoint = args.checkpoint

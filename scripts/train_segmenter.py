@@ -24,10 +24,10 @@ from data.dataset import LABEL_DIR_NAMES  # noqa: E402
 from data.imageio import ImageReadError  # noqa: E402
 from data.pairs import VIS_DIR_NAMES, PairingError, find_subdir  # noqa: E402
 from utils.device import DeviceError, pick_device  # noqa: E402
-from xdecoder.classes import (SemanticConfigError, background_classes, check_ignore_index,  # noqa: E402
+from semantic.classes import (SemanticConfigError, background_classes, check_ignore_index,  # noqa: E402
                               check_num_classes, load_class_names, resolve_ignore_classes)
-from xdecoder.segformer import ARCHS  # noqa: E402
-from xdecoder.seg_data import SegmentationSet, pair_images_labels  # noqa: E402
+from semantic.segformer import ARCHS  # noqa: E402
+from downstream.segmentation.data import SegmentationSet, pair_images_labels  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -76,7 +76,7 @@ def resolve_pairs(args: argparse.Namespace):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from xdecoder.seg_training import train_segmenter  # imports transformers
+    from downstream.segmentation.training import train_segmenter  # imports transformers
 
     names = load_class_names(args.class_names)
     check_num_classes(names, args.num_classes, "--num_classes")

@@ -1,6 +1,7 @@
 """Shared fixtures: the repository root and the third-party reference data in ../shared."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,46 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"{SHARED}: the shared reference data is missing (it must sit beside the checkout)")
     return SHARED
+
+
+# ---- tiny randomly initialised SegFormer judges saved to temporary folders (nothing is downloaded)
+
+
+def tiny_segformer(class_names, seed: int = 0):
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+    torch.manual_seed(seed)
+    cfg = SegformerConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32], num_attention_heads=[1, 1, 1, 1],
+                          decoder_hidden_size=16, num_labels=len(class_names),
+                          id2label={i: n for i, n in enumerate(class_names)},
+                          label2id={n: i for i, n in enumerate(class_names)})
+    return SegformerForSemanticSegmentation(cfg).eval()
+
+
+@pytest.fixture(scope="session")
+def make_segformer():
+    """tiny_segformer(class_names, seed=0) -> a random SegformerForSemanticSegmentation in eval mode."""
+    return tiny_segformer
+
+
+@pytest.fixture(scope="session")
+def cityscapes_dir(tmp_path_factory):
+    """A 19-class 'Cityscapes' SegFormer with a preprocessor_config.json, as a local folder."""
+    d = tmp_path_factory.mktemp("segformer_cityscapes")
+    from semantic.classes import CITYSCAPES_CLASSES
+
+    tiny_segformer(CITYSCAPES_CLASSES).save_pretrained(str(d))
+    (d / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "SegformerImageProcessor", "do_rescale": True, "rescale_factor": 1 / 255,
+        "do_normalize": True, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
+        "size": {"height": 64, "width": 96}}))
+    return d
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One intra-op thread while these tests run: on a shared 2-core machine two threads are several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

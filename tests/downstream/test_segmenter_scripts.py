@@ -12,8 +12,8 @@ import torch
 
 from data.imageio import read_vis
 from scripts import eval_segmentation, train_segmenter
-from xdecoder import SemanticConfigError, build_semantic_loss
-from xdecoder.seg_data import read_checked_label
+from semantic import SemanticConfigError, build_semantic_loss
+from downstream.segmentation.data import read_checked_label
 
 DEMO = "data/demo/train"
 

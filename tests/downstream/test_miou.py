@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from xdecoder.metrics import SegmentationScore, confusion_matrix, iou_per_class, mean_iou
+from downstream.segmentation.miou import SegmentationScore, confusion_matrix, iou_per_class, mean_iou
 
 
 def test_known_ious_three_classes():

@@ -6,9 +6,9 @@ import torch.nn.functional as F
 import pytest
 
 from data.colour import ycrcb_to_rgb
-from xdecoder import FMB_CLASSES, SemanticConfigError, SemanticLoss, build_semantic_loss
-from xdecoder.build import build_judge
-from xdecoder.mapping import map_logits
+from semantic import FMB_CLASSES, SemanticConfigError, SemanticLoss, build_semantic_loss
+from semantic.build import build_judge
+from semantic.mapping import map_logits
 
 
 def cfg_for(model_dir, **over):
@@ -140,7 +140,7 @@ def test_trained_backend_class_mismatch(tmp_path, make_segformer):
 def test_hub_ids_only_when_named(monkeypatch, tmp_path):
     from transformers import SegformerForSemanticSegmentation
 
-    from xdecoder.segformer import looks_like_hub_id
+    from semantic.segformer import looks_like_hub_id
 
     assert looks_like_hub_id("nvidia/segformer-b3-finetuned-cityscapes-1024-1024")
     assert not looks_like_hub_id("configs/segformer")      # 'configs' is a local folder: a mistyped path

@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from xdecoder.classes import CITYSCAPES_CLASSES, FMB_CLASSES, SemanticConfigError, load_class_names
-from xdecoder.mapping import UNMAPPED_LOGIT, build_mapping, map_logits
+from semantic.classes import CITYSCAPES_CLASSES, FMB_CLASSES, SemanticConfigError, load_class_names
+from semantic.mapping import UNMAPPED_LOGIT, build_mapping, map_logits
 
 MAPPING_FILE = "configs/semantic/cityscapes_to_fmb.yaml"
 

@@ -17,12 +17,12 @@ from tqdm import tqdm
 
 from data.imageio import write_image_atomic
 
-from .judge import SegmenterJudge
-from .mapping import identity_mapping
-from .metrics import SegmentationScore
-from .seg_data import SegmentationSet, read_rgb
-from .segformer import InputSpec, build_config, class_names_of, load_segformer, normalise, save_segmenter
-from .semantic_loss import labels_for_loss, masked_cross_entropy
+from semantic.judge import SegmenterJudge
+from semantic.mapping import identity_mapping
+from .miou import SegmentationScore
+from .data import SegmentationSet, read_rgb
+from semantic.segformer import InputSpec, build_config, class_names_of, load_segformer, normalise, save_segmenter
+from semantic.semantic_loss import labels_for_loss, masked_cross_entropy
 
 
 def segmenter_loss(model, spec: InputSpec, rgb: torch.Tensor, label: torch.Tensor, ignore_index: int,

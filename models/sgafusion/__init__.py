@@ -1,0 +1,1 @@
+"""SGAFusion networks: the release variant (release names) and the working variant (reserved)."""

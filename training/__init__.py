@@ -1,0 +1,1 @@
+"""Training: schedules, per-method steps, resumable run state."""
