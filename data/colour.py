@@ -31,3 +31,13 @@ def fused_to_bgr8(fused: torch.Tensor, crcb: torch.Tensor | None) -> np.ndarray:
         return to_uint8(fused)[:, :, 0]
     rgb = ycrcb_to_rgb(fused[None], crcb[None, 0:1], crcb[None, 1:2])[0]
     return np.ascontiguousarray(to_uint8(rgb)[:, :, ::-1])
+
+
+def colourise(y: torch.Tensor, crcb: torch.Tensor | None) -> torch.Tensor:
+    """Fused luminance (B, 1, H, W) + VIS chroma (B, 2, H, W) -> RGB (B, 3, H, W) clamped to [0, 1].
+
+    Without chroma (a grayscale visible image) the luminance itself, clamped, is returned.
+    """
+    if crcb is None:
+        return y.clamp(0, 1)
+    return ycrcb_to_rgb(y, crcb[:, 0:1], crcb[:, 1:2]).clamp(0, 1)

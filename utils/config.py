@@ -81,3 +81,8 @@ def apply_flags(cfg: Dict[str, Any], flags: Dict[str, Any], mapping: Dict[str, s
         if flags.get(flag) is not None:
             set_dotted(cfg, key, flags[flag])
     return cfg
+
+
+def check_config(cfg: Dict[str, Any], reference: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
+    """Placeholder (strict checking lands with utils/config's check_config): returns cfg unchanged."""
+    return cfg
