@@ -16,8 +16,12 @@ class PairingError(ValueError):
     """The folders cannot be paired at all (missing folder, nothing to pair)."""
 
 
-def find_subdir(root: str | os.PathLike, names: Tuple[str, ...], what: str) -> Path:
-    """The first existing `root/name` for name in `names` (exact case), else PairingError."""
+def find_subdir(root: str | os.PathLike, names: Tuple[str, ...], what: str, hint: Optional[str] = None) -> Path:
+    """The first existing `root/name` for name in `names` (exact case), else PairingError.
+
+    The error lists the folders found in `root` and, when given, `hint` (what to do instead, e.g. which
+    flags name the folders): `DIR (folders: a, b; HINT): no infrared folder (looked for Ir, Inf, ir, IR)`.
+    """
     root = Path(root)
     if not root.is_dir():
         raise PairingError(f"{root}: no such directory")
@@ -30,7 +34,7 @@ def find_subdir(root: str | os.PathLike, names: Tuple[str, ...], what: str) -> P
              else "no folders in it")
     # The cause stays at the end of the line ("no ... folder (looked for ...)"); what was found and what to
     # do come first, next to the folder's name.
-    raise PairingError(f"{root} ({found}; name the folders with --ir_dir/--vis_dir): "
+    raise PairingError(f"{root} ({found}{'; ' + hint if hint else ''}): "
                        f"no {what} folder (looked for {', '.join(names)})")
 
 
@@ -38,8 +42,9 @@ def resolve_dirs(img_dir: Optional[str] = None, ir_dir: Optional[str] = None,
                  vis_dir: Optional[str] = None) -> Tuple[Path, Path]:
     """IR and VIS folders from either `img_dir` (holding Ir/Vis or their aliases) or explicit paths."""
     if img_dir is not None:
-        ir = Path(ir_dir) if ir_dir else find_subdir(img_dir, IR_DIR_NAMES, "infrared")
-        vis = Path(vis_dir) if vis_dir else find_subdir(img_dir, VIS_DIR_NAMES, "visible")
+        hint = "name the folders with --ir_dir/--vis_dir"
+        ir = Path(ir_dir) if ir_dir else find_subdir(img_dir, IR_DIR_NAMES, "infrared", hint)
+        vis = Path(vis_dir) if vis_dir else find_subdir(img_dir, VIS_DIR_NAMES, "visible", hint)
     elif ir_dir and vis_dir:
         ir, vis = Path(ir_dir), Path(vis_dir)
     else:

@@ -107,11 +107,17 @@ def dotted_keys(cfg: Dict[str, Any], prefix: str = "") -> list:
 
 
 def _unknown_key(key: str, known: list, where: str) -> ConfigError:
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    if not close:   # a misspelt section ('trian.epochs'): compare the last part within every section too
-        last = key.rsplit(".", 1)[-1]
-        same_tail = [k for k in known if k.rsplit(".", 1)[-1] == last]
-        close = difflib.get_close_matches(key, same_tail, n=1, cutoff=0.5)
+    """ConfigError for `key`, suggesting the closest known key (difflib): first among the keys of the same
+    section, then a key of the same name in another section ('trian.epochs', 'data.epochs' -> 'train.epochs'),
+    then any key that is very close."""
+    parent, _, last = key.rpartition(".")
+    siblings = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == parent}
+    close = [siblings[m] for m in difflib.get_close_matches(last, list(siblings), n=1, cutoff=0.6)]
+    if not close:   # the same (or a very close) name in another section
+        for leaf in difflib.get_close_matches(last, sorted({k.rpartition(".")[2] for k in known}), n=1, cutoff=0.8):
+            close = difflib.get_close_matches(key, [k for k in known if k.rpartition(".")[2] == leaf], n=1, cutoff=0)
+    if not close:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return ConfigError(f"unknown {where} key '{key}'{hint}")
 

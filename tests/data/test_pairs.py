@@ -100,6 +100,10 @@ def test_missing_folder_message_lists_what_was_found_and_the_flags(tmp_path):
         resolve_dirs(str(empty))
     assert str(exc.value) == (f"{empty} (no folders in it; name the folders with --ir_dir/--vis_dir): "
                               "no infrared folder (looked for Ir, Inf, ir, IR)")
+    with pytest.raises(PairingError) as exc:  # other callers (training data) have no such flags: no hint
+        find_subdir(tmp_path, ("Labels", "labels"), "label")
+    assert str(exc.value) == (f"{tmp_path} (folders: Label, Vis, empty, thermal): "
+                              "no label folder (looked for Labels, labels)")
 
 
 def test_no_pairs_message_counts_each_side(tmp_path):

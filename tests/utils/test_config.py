@@ -33,8 +33,14 @@ def test_misspelt_section_names_the_whole_key():
     assert error_of({"trian": {"epochs": 1}}) == "unknown config key 'trian.epochs' (did you mean 'train.epochs'?)"
 
 
+def test_key_in_the_wrong_section_suggests_the_right_one():
+    assert error_of({"data": {"epochs": 1}}) == "unknown config key 'data.epochs' (did you mean 'train.epochs'?)"
+    assert error_of({"sync_bm": 1}) == "unknown config key 'sync_bm' (did you mean 'train.sync_bn'?)"
+
+
 def test_unknown_key_without_a_close_one_has_no_suggestion():
     assert error_of({"zzzqqq": 1}) == "unknown config key 'zzzqqq'"
+    assert error_of({"train": {"class_names": 1}}) == "unknown config key 'train.class_names'"  # not 'train.crop'
 
 
 def test_where_names_the_kind_of_config():
