@@ -301,6 +301,9 @@ def main(argv=None) -> int:
                                       "`python scripts/download_weights.py` (writes checkpoints/checkpoints.pt)")
             model = load_student(ckpt, device)
         weights = f"ONNX file {cfg['onnx']}" if model is None else f"checkpoint {cfg['checkpoint']}"
+        if model is not None and Path(cfg["checkpoint"]).name == "sage_student_demo.pt":
+            weights += (" (the demo student, trained on synthetic data; for real images the authors' "
+                        "checkpoints/checkpoints.pt from scripts/download_weights.py)")
         engine = build_engine(name, model, onnx_path=cfg.get("onnx"), device=device)
         metric_names = None
         if cfg.get("evaluate"):

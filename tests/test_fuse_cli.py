@@ -334,7 +334,9 @@ def test_defaults_fuse_the_demo_pairs(cli, capsys, monkeypatch, tmp_path):
         pytest.skip(f"{demo_ckpt} is not in the checkout yet")
     monkeypatch.chdir(ROOT)
     rc = cli.main(["--save_path", str(tmp_path)])
-    assert rc == 0 and "fused 3 pair(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert rc == 0 and "fused 3 pair(s)" in out
+    assert f"  weights: checkpoint {load_config(ROOT / 'configs' / 'test.yaml')['checkpoint']} (the demo student" in out
     names = sorted(p.name for p in (ROOT / "data" / "demo" / "test" / "Vis").iterdir())
     assert sorted(os.listdir(tmp_path)) == names
     for n in names:
