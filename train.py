@@ -33,7 +33,7 @@ from training import METHODS, run_class
 from training.logs import TrainLog, log, setup_logging
 from training.run_state import Progress, check_replicas, restore, save_last, unwrap
 from utils import distributed as dist_utils
-from utils.config import ConfigError, apply_flags, apply_overrides, check_config, load_config, merge
+from utils.config import ConfigError, apply_flags, apply_overrides, check_config, compose_config, load_config, merge
 from utils.device import DeviceError, pick_device
 from utils.errors import first_line
 from utils.interrupt import GracefulStop
@@ -76,22 +76,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace, resumed: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-    """Defaults of the method <- each --config in order (or the resumed run's config) <- flags <- --set; checked."""
-    if args.config or resumed is None:
-        cfg: Dict[str, Any] = {}
-        for path in args.config or [ROOT / "configs" / "fmb.yaml"]:
-            cfg = merge(cfg, load_config(path))
-    else:
-        cfg = resumed["config"]
-    apply_flags(cfg, vars(args), {flag: key for flag, (key, _) in RELEASE_FLAGS.items()})
-    if args.crop_size:
-        cfg.setdefault("data", {})["crop_size"] = [args.crop_size[0], args.crop_size[-1]]
-    cfg = apply_overrides(cfg, args.set)
-    method = cfg.get("method", "sage")
+    """The method's defaults <- each --config in order (or the resumed run's config) <- flags <- --set, checked:
+    an unknown key or a value of the wrong type is a ConfigError naming it, before any work starts."""
+    files = args.config or ([] if resumed else [ROOT / "configs" / "fmb.yaml"])
+    chosen: Dict[str, Any] = resumed["config"] if resumed and not args.config else {}
+    for path in files:
+        chosen = merge(chosen, load_config(path))
+    method = chosen.get("method", "sage")
     if method not in METHODS:
         raise ConfigError(f"method={method!r}: unknown (choose {', '.join(METHODS)})")
     defaults = load_config(ROOT / METHODS[method].defaults)
-    return check_config(merge(defaults, cfg), defaults, where="config")
+    if files:
+        cfg = compose_config(defaults, files, reference=defaults)  # each file checked on its own, named
+    else:
+        cfg = check_config(merge(defaults, chosen), defaults, where="resumed run's config")
+    apply_flags(cfg, vars(args), {flag: key for flag, (key, _) in RELEASE_FLAGS.items()})
+    if args.crop_size:
+        cfg["data"]["crop_size"] = [args.crop_size[0], args.crop_size[-1]]
+    return check_config(apply_overrides(cfg, args.set), defaults)
 
 
 def main(argv=None) -> int:
