@@ -32,12 +32,12 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server(shared_dir):
-    """http://127.0.0.1:<port>/ serving ../shared/sage_reference/checkpoints/."""
-    handler = functools.partial(QuietHandler, directory=str(shared_dir / "sage_reference" / "checkpoints"))
+    """http://127.0.0.1:<port>/checkpoints/ serving the reference's checkpoints/ (the authors' repository layout)."""
+    handler = functools.partial(QuietHandler, directory=str(shared_dir / "sage_reference"))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/checkpoints"
     httpd.shutdown()
     httpd.server_close()
 
@@ -58,7 +58,8 @@ def closed_port() -> int:
 
 
 def leftovers(folder: Path):
-    return [p.name for p in folder.iterdir() if p.name.endswith(".part")] if folder.exists() else []
+    """Temporary files (hidden names) left in `folder`."""
+    return [p.name for p in folder.iterdir() if p.name.startswith(".")] if folder.exists() else []
 
 
 def error_line(err: str) -> str:
@@ -143,3 +144,42 @@ def test_downloaded_bytes_equal_the_served_file(dw, server, shared_dir, tmp_path
     assert dw.download(f"{server}/checkpoints.pt", out) == "downloaded"
     assert out.read_bytes() == (shared_dir / "sage_reference" / "checkpoints" / "checkpoints.pt").read_bytes()
     assert torch.load(out, map_location="cpu", weights_only=True).keys() == load_student(out).state_dict().keys()
+
+
+def test_out_with_a_trailing_slash_names_the_file(dw, server, tmp_path, capsys):
+    folder = tmp_path / "new"  # does not exist yet
+    assert dw.main(["--url", f"{server}/checkpoints.pt", "--out", f"{folder}/"]) == 0
+    assert folder.is_dir() and dw.sha256_of(folder / "checkpoints.pt") == dw.SHA256
+    assert capsys.readouterr().out.strip() == f"{folder / 'checkpoints.pt'}: downloaded, checksum OK"
+
+
+def test_reference_download_lays_out_the_repository(dw, server, shared_dir, tmp_path, capsys):
+    base = server.rsplit("/", 1)[0]
+    assert dw.main(["--reference", str(tmp_path), "--base_url", base]) == 0
+    out = capsys.readouterr().out.strip().split("\n")
+    assert len(out) == len(dw.REFERENCE_FILES) + 1 and out[-1] == f"reference ready: export SAGE_REFERENCE_DIR={tmp_path}"
+    got = sorted(str(p.relative_to(tmp_path / "sage_reference")) for p in tmp_path.rglob("*") if p.is_file())
+    assert got == sorted(dw.REFERENCE_FILES)
+    for rel in dw.REFERENCE_FILES:  # the table's checksums are those of the reference the tests use
+        assert (tmp_path / "sage_reference" / rel).read_bytes() == (shared_dir / "sage_reference" / rel).read_bytes()
+    assert dw.main(["--reference", str(tmp_path), "--base_url", base]) == 0  # a re-run keeps everything
+    assert "downloaded" not in capsys.readouterr().out
+
+
+def test_reference_table_is_what_the_tests_read(dw, shared_dir):
+    held = sorted(str(p.relative_to(shared_dir / "sage_reference"))
+                  for p in (shared_dir / "sage_reference").rglob("*") if p.is_file())
+    assert held == sorted(dw.REFERENCE_FILES)
+
+
+def test_imports_only_the_standard_library(tmp_path):
+    """It must run on a fresh machine before `pip install -r requirements.txt`."""
+    import subprocess
+    import sys
+    code = ("import importlib.util, sys; s = importlib.util.spec_from_file_location('dw', sys.argv[1]); "
+            "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); "
+            "print(sorted(n for n in ('torch', 'numpy', 'tqdm', 'yaml', 'cv2') if n in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, str(ROOT / "scripts" / "download_weights.py")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
