@@ -11,6 +11,8 @@ from typing import Any, List, Optional, Sequence
 
 import yaml
 
+from utils.errors import first_line
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 FMB_CLASSES: List[str] = ["background", "Road", "Sidewalk", "Building", "Lamp", "Sign", "Vegetation", "Sky",
@@ -46,7 +48,7 @@ def read_yaml(path: str | Path, what: str) -> Any:
     try:
         return yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
-        raise SemanticConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise SemanticConfigError(f"{p}: not valid YAML ({first_line(exc)})") from None
 
 
 def load_class_names(value: Optional[Any]) -> List[str]:
