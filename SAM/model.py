@@ -19,7 +19,7 @@ import torch
 from segment_anything import SamAutomaticMaskGenerator
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-from models.checkpoint import CheckpointError, load_checkpoint
+from models.checkpoint import CheckpointError, read_state_dict
 from utils.errors import first_line
 from utils.hashing import sha256_of
 
@@ -48,15 +48,8 @@ def checkpoint_id(checkpoint: Optional[str | os.PathLike], seed: int = 0) -> str
 
 
 def load_state_dict(path: str | os.PathLike) -> Dict[str, torch.Tensor]:
-    """A plain tensor state_dict from a .pth file (unwrapping {'model': ...} / {'state_dict': ...})."""
-    path = Path(path)
-    sd = load_checkpoint(path, missing="SAM checkpoint not found")
-    for key in ("model", "state_dict"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(f"{path}: expected a state_dict of tensors")
-    return sd
+    """A tensor state_dict from a SAM .pth file (bare, or wrapped under 'state_dict' / 'model')."""
+    return read_state_dict(path, missing="SAM checkpoint not found")
 
 
 def build_sam(model_type: str = "vit_b", checkpoint: Optional[str | os.PathLike] = None,

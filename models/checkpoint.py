@@ -76,13 +76,14 @@ def strip_prefix(state: Dict[str, torch.Tensor], prefix: str = "module.") -> Dic
     return OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, v) for k, v in state.items())
 
 
-def read_state_dict(path: str | os.PathLike, keys: Iterable[str] = WRAPPER_KEYS) -> Dict[str, torch.Tensor]:
+def read_state_dict(path: str | os.PathLike, keys: Iterable[str] = WRAPPER_KEYS,
+                    missing: str = "no such checkpoint file") -> Dict[str, torch.Tensor]:
     """Read a state_dict on the CPU from a bare or wrapped checkpoint (`weights_only=True`).
 
     A file saved on CUDA loads on a CPU-only machine. `module.` prefixes are stripped.
     """
     path = Path(path)
-    obj = load_checkpoint(path)
+    obj = load_checkpoint(path, missing)
     if not _is_state_dict(obj):
         inner = None
         if isinstance(obj, dict):
