@@ -11,7 +11,7 @@ the timings hold for any weights, the differences are those of random weights). 
 is warmed up, then the engines are timed in turns (round robin, so a busy machine slows them alike)
 and the median is reported. `reference` is the plain module in a default process (as the release
 runs it); every other row uses test.py's process setting keep_freed_memory (glibc malloc reuses
-freed feature maps, models/engines/runtime.py), and `reference+malloc` shows what that setting alone
+freed feature maps, utils/memory.py), and `reference+malloc` shows what that setting alone
 gives the plain module. The difference is the largest per-channel difference, in grey levels,
 between the 8-bit colour outputs of the engine and of the reference. Peak memory is measured in a
 fresh process per engine (peak RSS on CPU, peak allocated on CUDA). The last line reads
@@ -114,7 +114,7 @@ def student_runners(names, checkpoint: Optional[str], device, workdir: Path) -> 
     if "onnx" in names:
         onnx_path = export_student_onnx(model, workdir / "student.onnx")
         model.to(device)
-    from models.engines import keep_freed_memory
+    from utils.memory import keep_freed_memory
     runners = {}
     for n in names:
         base = "reference" if n == "reference+malloc" else n

@@ -194,7 +194,7 @@ def test_benchmark_prints_its_table_and_final_line(ckpt):
 
 
 def test_keep_freed_memory_toggles_on_linux():
-    from models.engines import keep_freed_memory
+    from utils.memory import keep_freed_memory
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc malloc setting")
     assert keep_freed_memory(True) is True
