@@ -35,7 +35,9 @@ from data.fusion_pairs import PairDataset, PairError, load_pair, same_size_group
 from data.imageio import ImageReadError, read_raw, write_image_atomic
 from data.pairs import PairingError, pair_folders, resolve_dirs
 from models.checkpoint import CheckpointError, load_student
-from models.engines import ENGINE_NAMES, EngineError, build_engine, keep_freed_memory
+from models.engines import ENGINE_NAMES, EngineError, build_engine
+from utils.errors import first_line
+from utils.memory import keep_freed_memory
 from models.inference import fuse_image
 from utils import distributed
 from utils.atomic import atomic_path
@@ -220,7 +222,7 @@ def fuse_folder(engine, pairs, cfg: dict, save: Path, show_progress: bool = True
                 try:
                     out = fuse_image(engine, y, ir, progress=tiles, **tiling).float().cpu()
                 except Exception as exc:  # noqa: BLE001 - engine errors (ORT, OOM...): recorded, the run goes on
-                    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                    reason = first_line(exc)[:200]
                     failed.extend((it["name"], f"{engine.name} engine failed: {reason}") for it in group)
                     bar.update(len(group))
                     continue
@@ -289,7 +291,7 @@ def main(argv=None) -> int:
         device = distributed.local_device(pick_device(cfg.get("device", "auto")), info)
         ir_dir, vis_dir = resolve_dirs(cfg.get("img_dir"), cfg.get("ir_dir"), cfg.get("vis_dir"))
         if cfg.get("keep_freed_memory", True) and device.type == "cpu":
-            keep_freed_memory()  # no page faults for each new ~100 MB feature map (models/engines/runtime.py)
+            keep_freed_memory()  # no page faults for each new ~100 MB feature map (utils/memory.py)
         name = cfg.get("engine") or "auto"
         if name == "auto" and cfg.get("onnx"):
             name = "onnx"  # an ONNX file was given: use it

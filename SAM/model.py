@@ -34,7 +34,6 @@ RANDOM_WEIGHTS_WARNING = ("SAM has RANDOM weights (no checkpoint given): the mas
                           "use this only for tests and demos")
 
 
-file_sha256 = sha256_of  # kept for SAM.pickle_import until it imports utils.hashing itself
 
 
 def checkpoint_id(checkpoint: Optional[str | os.PathLike], seed: int = 0) -> str:

@@ -9,7 +9,6 @@ from typing import Optional
 
 import torch
 
-from utils.memory import keep_freed_memory  # noqa: F401  (re-exported until test.py imports utils.memory)
 
 from ..student import Student
 from .base import Engine, EngineError
