@@ -61,14 +61,11 @@ def resolve_settings(sam_cfg: Optional[Mapping[str, Any]] = None, preset: Option
 @dataclass(frozen=True)
 class SamRunSettings:
     """A training config's `sam:` section resolved once, for the cache builder, the segment provider, the
-    teacher (use_mask_num) and the SAM feature extractor (checkpoint)."""
+    teacher (use_mask_num) and the SAM feature extractor (settings["checkpoint"], checked by
+    SAM.model.resolve_sam_checkpoint)."""
     settings: Dict[str, Any]          # complete, checked SAM settings (what the cache records)
     cache_dir: Optional[str]          # None: <root_dir>/Mask_cache
     build_cache_if_missing: bool
-
-    @property
-    def checkpoint(self) -> Optional[str]:
-        return None if is_random_checkpoint(self.settings["checkpoint"]) else str(self.settings["checkpoint"])
 
     @property
     def use_mask_num(self) -> int:

@@ -4,9 +4,9 @@
     python scripts/benchmark.py --engines reference,fast,compile,onnx --repeats 7
     python scripts/benchmark.py --model teacher              # teacher at 800x600: explicit attention vs SDPA
 
-Student: a real 1024x768 pair from ../shared/sage_reference/data/test when present (else a synthetic
+Student: a real 1024x768 pair from the reference data's sage_reference/data/test ($SAGE_REFERENCE_DIR, docs/testing.md) when present (else a synthetic
 one). Weights: --checkpoint, else checkpoints/checkpoints.pt (where scripts/download_weights.py puts the
-authors' file), else the copy in ../shared/sage_reference, else random weights (said so in the output;
+authors' file), else the copy in the reference data, else random weights (said so in the output;
 the timings hold for any weights, the differences are those of random weights). Every engine
 is warmed up, then the engines are timed in turns (round robin, so a busy machine slows them alike)
 and the median is reported. `reference` is the plain module in a default process (as the release
@@ -46,8 +46,9 @@ import torch  # noqa: E402
 from data.colour import fused_to_bgr8  # noqa: E402
 from data.imageio import read_ir, read_vis  # noqa: E402
 from models.inference import fuse_padded  # noqa: E402
+from utils.reference import reference_dir  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "sage_reference"
+SHARED = reference_dir() / "sage_reference"
 REAL_PAIR = (SHARED / "data" / "test" / "Ir" / "00000.png", SHARED / "data" / "test" / "Vis" / "00000.png")
 LOCAL_CKPT = ROOT / "checkpoints" / "checkpoints.pt"      # where the README puts the authors' file
 RELEASE_CKPT = SHARED / "checkpoints" / "checkpoints.pt"  # the reference data's copy beside the checkout
@@ -256,7 +257,7 @@ def main(argv=None) -> int:
     p.add_argument("--engines", help=f"comma-separated (student: reference,reference+malloc,fast,compile,onnx; default "
                                      f"{','.join(STUDENT_ENGINES)}; teacher: {','.join(TEACHER_ENGINES)})")
     p.add_argument("--checkpoint", help="student weights (default: checkpoints/checkpoints.pt when present, else the "
-                                        "authors' file in ../shared/sage_reference, else random weights, said so)")
+                                        "authors' file in the reference data, else random weights, said so)")
     p.add_argument("--size", help="WIDTHxHEIGHT (default 1024x768 for the student, 800x600 for the teacher)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: PyTorch's choice)")

@@ -8,16 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from utils.reference import REFERENCE_ENV, reference_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_ENV = "SAGE_REFERENCE_DIR"
 FETCH_HINT = (f"fetch the authors' part with `python scripts/download_weights.py --reference DIR` "
               f"and set {REFERENCE_ENV}=DIR (docs/testing.md)")
-
-
-def reference_dir() -> Path:
-    """The one place the tests look for reference data: $SAGE_REFERENCE_DIR, else ../shared beside the checkout."""
-    env = os.environ.get(REFERENCE_ENV, "").strip()
-    return Path(env).expanduser() if env else ROOT.parent / "shared"
 
 
 def missing_reference(what: str) -> None:

@@ -100,12 +100,14 @@ class SageTraining:
     method = "sage"
 
     def __init__(self, cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo):
+        from SAM.model import resolve_sam_checkpoint
         from SAM.settings import sam_settings  # the one place the `sam:` section is resolved
 
         self.device, self.info = device, info
         data, train = cfg["data"], cfg["train"]
         self.student_only = bool(train["student_only"])
         self.sam = sam_settings(cfg["sam"], cfg["presets"])
+        self.sam_checkpoint = None if self.student_only else resolve_sam_checkpoint(self.sam.settings["checkpoint"], "--sam_checkpoint")
         seed = int(cfg["seed"])
         self.dataset, self.sampler, self.loader = self._build_data(cfg["root_dir"], data, int(train["batch_size"]),
                                                                    seed)
@@ -143,12 +145,12 @@ class SageTraining:
         if s.build_cache_if_missing:
             from SAM.cache_builder import build_cache
             if self.info.is_main:
-                summary = build_cache(root, sam_checkpoint=s.checkpoint, settings=s.settings,
+                summary = build_cache(root, sam_checkpoint=self.sam_checkpoint, settings=s.settings,
                                       cache_dir=cache_dir, progress=True)
                 log.info("segment cache %s: %d built, %d already there", cache_dir, summary.built, summary.skipped)
             dist_utils.barrier()
         return SegmentProvider(cache_dir, use_mask_num=s.use_mask_num, expected_settings=s.settings,
-                               allow_fill_missing=s.allow_fill_missing, expected_checkpoint=s.checkpoint or "none")
+                               allow_fill_missing=s.allow_fill_missing, expected_checkpoint=self.sam_checkpoint or "none")
 
     def _build_networks(self, cfg: Dict[str, Any], sync_bn: bool) -> SageNetworks:
         device = self.device
@@ -161,7 +163,7 @@ class SageTraining:
             from SAM.features import build_sam_feature_extractor
             from semantic import build_semantic_loss
             teacher = Teacher(mask_channels=self.sam.use_mask_num).to(device)
-            nets = SageNetworks(student, teacher, build_sam_feature_extractor(self.sam.checkpoint, device=device),
+            nets = SageNetworks(student, teacher, build_sam_feature_extractor(self.sam_checkpoint, device=device),
                                 build_semantic_loss(cfg["semantic"], device))
         init = cfg["init"]
         load_initial(nets.student, init["checkpoint_student"], "student")
