@@ -73,3 +73,23 @@ def test_missing_and_foreign_weight_files(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(CueWeightsError, match="junk.pt: not readable CLIP weights"):
         load_clip_visual(junk)
+
+
+def test_load_open_clip_folder_and_safetensors(tmp_path, single_thread):
+    """An open_clip / Hugging Face folder (open_clip_config.json + weights) loads; so does a bare .safetensors."""
+    import json
+
+    from safetensors.torch import save_file
+
+    model, sd = _tiny_openai_state_dict()
+    cfg = {"embed_dim": 16, "quick_gelu": True,
+           "vision_cfg": {"layers": 1, "width": 64, "patch_size": 16, "image_size": 32},
+           "text_cfg": {"context_length": 8, "vocab_size": 40, "width": 64, "heads": 1, "layers": 1}}
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(folder / "open_clip_model.safetensors"))
+    visual = load_clip_visual(folder)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(visual(x), model.visual.eval()(x), atol=1e-6)
