@@ -60,7 +60,9 @@ def _maps(prefix: str, ref, ours: Dict[str, torch.Tensor], key: str, rows, cols)
 
 
 def _check_net(folder: Path, fx: dict) -> Iterator[Comparison]:
-    net = SGAFusionNet("release", num_classes=int(fx["state_dict"]["seg_head.weight"].shape[0]))
+    sd = fx["state_dict"]
+    net = SGAFusionNet("release", num_classes=int(sd["seg_head.weight"].shape[0]),
+                       cue_dim=int(sd["cross.fc2.weight"].shape[1]))
     load_weights(net, read_state_dict(folder / "net.pt"), folder / "net.pt", what="SGAFusion release network")
     net.eval()
     yield compare("param_count", sum(p.numel() for p in net.parameters()), fx["param_count"])

@@ -126,7 +126,7 @@ def load_net(path: str | os.PathLike, section: Optional[Mapping[str, Any]] = Non
              device: torch.device | str = "cpu") -> SGAFusionNet:
     """SGAFusionNet in eval mode with the weights of `path` (weights_only, strict); keys `state_dict`/`model`/`net`."""
     net = build_net(section)
-    load_weights(net, read_state_dict(path, keys=("state_dict", "model", "net")), path, what="SGAFusion network")
+    load_weights(net, read_state_dict(path, keys=("net", "state_dict", "model")), path, what="SGAFusion network")
     return net.to(device).eval()
 
 
@@ -136,3 +136,26 @@ def load_cue(path: str | os.PathLike, section: Optional[Mapping[str, Any]] = Non
     cue = build_cue(section, variant)
     load_cue_state(cue, read_state_dict(path, keys=("cue", "state_dict")), path)
     return cue.to(device).eval()
+
+
+def save_sgafusion(path: str | os.PathLike, net: SGAFusionNet, cue: ClipCueEncoder, include_cue_base: bool = False,
+                   meta: Optional[Mapping[str, Any]] = None) -> None:
+    """Write {"net": net state_dict, "cue": head + LoRA (+ tower), "variant", **meta} atomically (torch.save).
+
+    include_cue_base: also store the frozen CLIP tower (for small random towers, e.g. demos); a
+    pretrained CLIP is not copied into every checkpoint but loaded from `cue.clip_weights`.
+    """
+    from utils.run_state import save_atomic
+
+    obj = {"net": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+           "cue": cue_state_dict(cue, include_base=include_cue_base), "variant": net.variant}
+    obj.update(dict(meta or {}))
+    save_atomic(obj, path)
+
+
+def load_sgafusion(path: str | os.PathLike, model: Optional[Mapping[str, Any]] = None,
+                   cue: Optional[Mapping[str, Any]] = None, device: torch.device | str = "cpu"):
+    """(net, cue encoder) in eval mode from a file written by save_sgafusion and the config sections."""
+    net = load_net(path, model, device)
+    encoder = load_cue(path, cue, net.variant, device)
+    return net, encoder

@@ -78,3 +78,18 @@ def test_release_head_keys_load(tmp_path):
     head = {k: v + 1 for k, v in cue.head.state_dict().items()}  # fc1.weight, ..., fc2.bias
     load_cue_state(cue, head, "head.pt")
     assert torch.equal(cue.head.fc2.bias, head["fc2.bias"])
+
+
+def test_combined_checkpoint_roundtrip(tmp_path, single_thread):
+    from models.sgafusion.build import load_sgafusion, save_sgafusion
+
+    net, cue = build_net({"cue_dim": CUE_DIM}).eval(), tiny_cue().eval()
+    path = tmp_path / "sgafusion.pt"
+    save_sgafusion(path, net, cue, include_cue_base=True, meta={"epoch": 2})
+    obj = torch.load(str(path), weights_only=True)
+    assert obj["variant"] == "working" and obj["epoch"] == 2
+    net2, cue2 = load_sgafusion(path, {"cue_dim": CUE_DIM}, {"tiny": dict(TINY_CLIP), "hidden": CUE_DIM})
+    vi, ir = images(1, 16, 16)
+    from models.sgafusion.inference import fuse
+
+    assert torch.equal(fuse(net, cue, vi, ir), fuse(net2, cue2, vi, ir))
