@@ -97,7 +97,7 @@ def read_state_dict(path: str | os.PathLike, keys: Iterable[str] = WRAPPER_KEYS,
 
 
 def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], path: str | os.PathLike,
-                 what: str = "network") -> nn.Module:
+                 what: str = "SAGE network") -> nn.Module:
     """Strictly load `state` into `model`; a mismatch raises CheckpointError naming the first few keys."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
@@ -106,7 +106,7 @@ def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], path: str | o
         def head(keys):
             return ", ".join(keys[:4]) + (f" ... ({len(keys)} in all)" if len(keys) > 4 else "") if keys else "none"
         raise CheckpointError(
-            f"{path}: not a SAGE {what} checkpoint (missing keys: {head(missing)}; unexpected keys: {head(unexpected)})")
+            f"{path}: not a {what} checkpoint (missing keys: {head(missing)}; unexpected keys: {head(unexpected)})")
     wrong = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
     if wrong:
         k = wrong[0]
@@ -118,5 +118,5 @@ def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], path: str | o
 
 def load_student(path: str | os.PathLike, device: Optional[torch.device | str] = None) -> Student:
     """A Student in eval mode with the weights of `path` (release file, our epoch files or last.pt)."""
-    model = load_weights(Student(), read_state_dict(path), path, what="student")
+    model = load_weights(Student(), read_state_dict(path), path, what="SAGE student")
     return model.to(device or "cpu").eval()
