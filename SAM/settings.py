@@ -11,9 +11,14 @@ The `sam` config section (configs/sam.yaml) holds:
     allow_fill_missing  an image missing from the cache gets whole-image slots instead of an error
     device           auto | cpu | cuda
     generator        keyword arguments of segment_anything.SamAutomaticMaskGenerator
+    feature_resize   portrait resize of the triplet loss's SAM features: antialias (default) or release
+                     (plain bilinear, align_corners=True); see SAM/features.py. Not used by the cache.
 
 Only what changes the masks is recorded in the cache (`recorded_settings`); points_per_batch and the
 device are speed knobs and are not.
+
+`require_sam_checkpoint` is the check a real training run makes: an unset checkpoint fails fast instead
+of silently training with random SAM features; only the explicit string "none" (demos, tests) allows them.
 """
 from __future__ import annotations
 
@@ -50,7 +55,11 @@ DEFAULT_SETTINGS: Dict[str, Any] = {
     "allow_fill_missing": False,
     "device": "auto",
     "generator": RELEASE_GENERATOR,
+    "feature_resize": "antialias",
 }
+FEATURE_RESIZE_MODES = ("antialias", "release")  # SAM/features.py RESIZE_MODES
+SAM_CHECKPOINT_FILE = "sam_vit_b_01ec64.pth"
+SAM_CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
 
 # Keys of `generator` that do not change the masks (not recorded, not compared).
 SPEED_ONLY_GENERATOR_KEYS = ("points_per_batch",)
@@ -104,6 +113,8 @@ def check_settings(s: Dict[str, Any]) -> Dict[str, Any]:
         raise ConfigError(f"sam.image_size={s['image_size']}: expected a multiple of 16 (1024 for real checkpoints)")
     if s["cache_mask_num"] < 1 or s["use_mask_num"] < 1:
         raise ConfigError("sam.cache_mask_num and sam.use_mask_num must be at least 1")
+    if s["feature_resize"] not in FEATURE_RESIZE_MODES:
+        raise ConfigError(f"sam.feature_resize={s['feature_resize']!r}: expected one of {', '.join(FEATURE_RESIZE_MODES)}")
     for key in ("bgr_input", "allow_fill_missing"):
         if not isinstance(s[key], bool):
             raise ConfigError(f"sam.{key}={s[key]!r}: expected true or false")
@@ -123,6 +134,32 @@ def check_settings(s: Dict[str, Any]) -> Dict[str, Any]:
 def is_random_checkpoint(checkpoint: Any) -> bool:
     """True for null/None/'none'/'' (random SAM weights)."""
     return checkpoint is None or (isinstance(checkpoint, str) and checkpoint.strip().lower() in ("", "none", "null"))
+
+
+class MissingSAMCheckpointError(ConfigError):
+    """sam.checkpoint is unset in a run that needs real SAM weights."""
+
+
+def require_sam_checkpoint(value: Any, where: str = "sam.checkpoint") -> Optional[str]:
+    """The SAM checkpoint a real run uses: its path, or None when the config says `none` explicitly.
+
+    Args:
+        value: the config value of `where`: a path, the string "none" (any case: random SAM weights,
+            for demos and tests), or unset (None / "" / "null").
+        where: the config key, named in the error.
+    Returns:
+        the path as a string, or None for the explicit "none".
+    Raises:
+        MissingSAMCheckpointError (one line: what to download and where to put it) when unset, so that
+        an unconfigured run does not silently train its triplet loss on random SAM features.
+    """
+    if isinstance(value, str) and value.strip().lower() == "none":
+        return None
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null")):
+        raise MissingSAMCheckpointError(
+            f"{where} is not set: download {SAM_CHECKPOINT_FILE} from {SAM_CHECKPOINT_URL} into checkpoints/ and set "
+            f"{where}: checkpoints/{SAM_CHECKPOINT_FILE} (or {where}: none for a demo with random SAM weights)")
+    return str(value)
 
 
 def recorded_settings(s: Mapping[str, Any]) -> Dict[str, Any]:
