@@ -72,9 +72,11 @@ def test_unset_sam_checkpoint_fails_fast_unless_none_is_explicit():
     assert require_sam_checkpoint("checkpoints/sam_vit_b_01ec64.pth") == "checkpoints/sam_vit_b_01ec64.pth"
 
 
-def test_feature_resize_setting():
-    from SAM.settings import resolve_settings
-    assert resolve_settings({})["feature_resize"] == "antialias"
-    assert resolve_settings({"feature_resize": "release"})["feature_resize"] == "release"
+def test_feature_resize_is_a_run_key():
+    """sam.feature_resize travels with the run settings, not with the cache's recorded settings."""
+    from SAM.settings import sam_settings
+    assert sam_settings({}).feature_resize == "antialias"
+    run = sam_settings({"feature_resize": "release", "checkpoint": "none"})
+    assert run.feature_resize == "release" and "feature_resize" not in run.settings
     with pytest.raises(ConfigError, match="feature_resize"):
-        resolve_settings({"feature_resize": "bicubic"})
+        sam_settings({"feature_resize": "bicubic"})
