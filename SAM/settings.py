@@ -14,6 +14,13 @@ The `sam` config section (configs/sam.yaml) holds:
 
 Only what changes the masks is recorded in the cache (`recorded_settings`); points_per_batch and the
 device are speed knobs and are not.
+
+A training config's `sam:` section also holds run keys (RUN_KEYS): cache_dir, build_cache_if_missing,
+preset, and feature_resize, the portrait resize of the triplet loss's SAM features (antialias, the
+default, or release: plain bilinear with align_corners=True; SAM/features.py).
+
+`require_sam_checkpoint` is the check a real training run makes: an unset checkpoint fails fast instead
+of silently training with random SAM features; only the explicit string "none" (demos, tests) allows them.
 """
 from __future__ import annotations
 
@@ -34,7 +41,10 @@ RELEASE_GENERATOR: Dict[str, Any] = DEFAULT_SETTINGS["generator"]
 
 # Keys of a training config's `sam:` section that are not SAM settings (where the cache lives, when to build it,
 # which preset of `presets:` to apply).
-RUN_KEYS = ("cache_dir", "build_cache_if_missing", "preset")
+RUN_KEYS = ("cache_dir", "build_cache_if_missing", "preset", "feature_resize")
+FEATURE_RESIZE_MODES = ("antialias", "release")  # SAM/features.py RESIZE_MODES
+SAM_CHECKPOINT_FILE = "sam_vit_b_01ec64.pth"
+SAM_CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
 
 # Keys of `generator` that do not change the masks (not recorded, not compared).
 SPEED_ONLY_GENERATOR_KEYS = ("points_per_batch",)
@@ -66,6 +76,7 @@ class SamRunSettings:
     settings: Dict[str, Any]          # complete, checked SAM settings (what the cache records)
     cache_dir: Optional[str]          # None: <root_dir>/Mask_cache
     build_cache_if_missing: bool
+    feature_resize: str = "antialias"  # portrait resize of the SAM features: antialias | release
 
     @property
     def use_mask_num(self) -> int:
@@ -82,7 +93,10 @@ def sam_settings(section: Mapping[str, Any], presets: Optional[Mapping[str, Any]
     preset = section.get("preset")
     core = {k: v for k, v in section.items() if k not in RUN_KEYS}
     settings = resolve_settings(core, None if preset in (None, "release") else preset, presets)
-    return SamRunSettings(settings, section.get("cache_dir"), bool(section.get("build_cache_if_missing")))
+    resize = section.get("feature_resize") or "antialias"
+    if resize not in FEATURE_RESIZE_MODES:
+        raise ConfigError(f"sam.feature_resize={resize!r}: expected one of {', '.join(FEATURE_RESIZE_MODES)}")
+    return SamRunSettings(settings, section.get("cache_dir"), bool(section.get("build_cache_if_missing")), resize)
 
 
 def load_settings(config_path: str | os.PathLike, preset: Optional[str] = None,
@@ -129,6 +143,32 @@ def check_settings(s: Dict[str, Any]) -> Dict[str, Any]:
             raise ConfigError(f"sam.generator.{key}={gen[key]!r}: expected a number")
         gen[key] = float(gen[key])
     return s
+
+
+class MissingSAMCheckpointError(ConfigError):
+    """sam.checkpoint is unset in a run that needs real SAM weights."""
+
+
+def require_sam_checkpoint(value: Any, where: str = "sam.checkpoint") -> Optional[str]:
+    """The SAM checkpoint a real run uses: its path, or None when the config says `none` explicitly.
+
+    Args:
+        value: the config value of `where`: a path, the string "none" (any case: random SAM weights,
+            for demos and tests), or unset (None / "" / "null").
+        where: the config key, named in the error.
+    Returns:
+        the path as a string, or None for the explicit "none".
+    Raises:
+        MissingSAMCheckpointError (one line: what to download and where to put it) when unset, so that
+        an unconfigured run does not silently train its triplet loss on random SAM features.
+    """
+    if isinstance(value, str) and value.strip().lower() == "none":
+        return None
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null")):
+        raise MissingSAMCheckpointError(
+            f"{where} is not set: download {SAM_CHECKPOINT_FILE} from {SAM_CHECKPOINT_URL} into checkpoints/ and set "
+            f"{where}: checkpoints/{SAM_CHECKPOINT_FILE} (or {where}: none for a demo with random SAM weights)")
+    return str(value)
 
 
 def is_random_checkpoint(checkpoint: Any) -> bool:
