@@ -21,11 +21,10 @@ from segment_anything import SamAutomaticMaskGenerator
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
 from models.checkpoint import CheckpointError, read_state_dict
-from utils.config import ConfigError
 from utils.errors import first_line
 from utils.hashing import sha256_of
 
-from .settings import is_random_checkpoint
+from .settings import is_random_checkpoint, require_sam_checkpoint
 
 
 # (embed_dim, depth, num_heads, global_attn_indexes) as in segment_anything/build_sam.py
@@ -45,23 +44,21 @@ RANDOM_BANNER = ("!" * 78 + "\n!! WARNING: sam.checkpoint none: SAM has RANDOM w
                  "!! are MEANINGLESS; use this only for tests and demos.\n" + "!" * 78)
 
 
-def resolve_sam_checkpoint(value: Optional[str], how_to_set: str) -> Optional[str]:
-    """The SAM checkpoint a job uses: a path, or None for random weights when the value is the explicit word
-    'none' (then a banner is printed and the per-module random-weight warnings are silenced).
+def resolve_sam_checkpoint(value: Optional[str], where: str = "sam.checkpoint") -> Optional[str]:
+    """The SAM checkpoint a job uses: a path that exists, or None for random weights when the value is the
+    explicit word 'none' (then a banner is printed and the per-module random-weight warnings are silenced).
 
-    An unset value (null) is an error: silently training or caching with random SAM weights would give
-    meaningless segments. `how_to_set` names the flag or key in the message.
+    An unset value is an error (SAM.settings.require_sam_checkpoint says what to download): silently training
+    or caching with random SAM weights would give meaningless segments. `where` names the flag or key.
     """
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise ConfigError(f"no SAM checkpoint: download sam_vit_b_01ec64.pth (Segment Anything's ViT-B) and give "
-                          f"{how_to_set} PATH, or {how_to_set} none for random weights (tests and demos only)")
-    if is_random_checkpoint(value):
+    path = require_sam_checkpoint(value, where)
+    if path is None:
         print(RANDOM_BANNER, file=sys.stderr)
         warnings.filterwarnings("ignore", message=".*RANDOM weights.*")  # the banner said it
         return None
-    if not Path(value).is_file():
-        raise CheckpointError(f"{value}: SAM checkpoint not found")
-    return str(value)
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path}: SAM checkpoint not found")
+    return path
 
 def checkpoint_id(checkpoint: Optional[str | os.PathLike], seed: int = 0) -> str:
     """What the cache records about the weights: 'sha256:<hex>' of the file, or 'random-init:seed=<seed>'."""

@@ -103,7 +103,9 @@ def build_semantic_loss(cfg: Dict[str, Any], device: Union[str, torch.device, No
         return None
     names = judge.mapping.target_names
     ignore_index = check_ignore_index(cfg.get("ignore_index", DEFAULT_IGNORE_INDEX), names)
-    ignore_classes = cfg.get("ignore_classes", background_classes(names))
+    ignore_classes = cfg.get("ignore_classes")
+    if ignore_classes is None:  # unset (null): the class list's background class(es); [] ignores none
+        ignore_classes = background_classes(names)
     loss = SemanticLoss(judge, ignore_index, resolve_ignore_classes(ignore_classes, names))
     if device is not None:
         loss.to(device)

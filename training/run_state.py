@@ -54,8 +54,11 @@ def restore(resumed: Dict[str, Any], trainer, batch_size: int, world_size: int) 
     """Load networks, optimisers, schedulers and generators from a last.pt; return where to continue."""
     for name, net in trainer.networks.items():
         opt, sched = trainer.optimisers[name]
-        unwrap(net).load_state_dict(resumed[name])
-        opt.load_state_dict(resumed[f"opt_{name}"])
+        state, opt_state = resumed[name], resumed[f"opt_{name}"]
+        if trainer.method == "sage" and name == "teacher":
+            state, opt_state = legacy_teacher(resumed, unwrap(net))
+        unwrap(net).load_state_dict(state)
+        opt.load_state_dict(opt_state)
         sched.load_state_dict(resumed[f"sched_{name}"])
     set_rng_state(resumed["rng"])
     samples = int(resumed["step_in_epoch"]) * int(resumed["batch_size"]) * int(resumed["world_size"])
@@ -64,6 +67,18 @@ def restore(resumed: Dict[str, Any], trainer, batch_size: int, world_size: int) 
         log.warning("resuming with another process count: position rounded down to batch %d", position)
     return Progress(epoch=int(resumed["epoch"]), step_in_epoch=position, global_step=int(resumed["global_step"]),
                     batches_done=int(resumed["batches_done"]), history=list(resumed.get("history", [])))
+
+
+def legacy_teacher(resumed: Dict[str, Any], teacher: torch.nn.Module):
+    """A SAGE teacher and its Adam state from a last.pt written before the teacher took the release's names."""
+    from models.teacher import convert_legacy_teacher_optimizer_state, convert_legacy_teacher_state
+
+    state, converted = convert_legacy_teacher_state(resumed["teacher"])
+    opt_state = resumed["opt_teacher"]
+    if converted:
+        opt_state = convert_legacy_teacher_optimizer_state(opt_state, list(resumed["teacher"]), teacher)
+        log.info("last.pt: teacher saved under this project's earlier names; converted to the release's")
+    return state, opt_state
 
 
 def weights_digest(net: Optional[torch.nn.Module]) -> Optional[str]:

@@ -23,10 +23,10 @@ from losses.totals import student_loss, teacher_loss
 from losses.weights import LossWeights
 from models.checkpoint import load_weights, read_state_dict
 from models.student import Student
-from models.teacher import Teacher
+from models.teacher import Teacher, convert_legacy_teacher_state
 from utils import distributed as dist_utils
 
-from .schedule import epoch_plan
+from .schedule import epoch_plan, make_scheduler, scheduler_period
 
 log = logging.getLogger("sage.train")
 
@@ -107,7 +107,7 @@ class SageTraining:
         data, train = cfg["data"], cfg["train"]
         self.student_only = bool(train["student_only"])
         self.sam = sam_settings(cfg["sam"], cfg["presets"])
-        self.sam_checkpoint = None if self.student_only else resolve_sam_checkpoint(self.sam.settings["checkpoint"], "--sam_checkpoint")
+        self.sam_checkpoint = None if self.student_only else resolve_sam_checkpoint(self.sam.settings["checkpoint"])
         seed = int(cfg["seed"])
         self.dataset, self.sampler, self.loader = self._build_data(cfg["root_dir"], data, int(train["batch_size"]),
                                                                    seed)
@@ -118,7 +118,7 @@ class SageTraining:
             weights=LossWeights.from_config(cfg["loss"]), contrast_mask=cfg["loss"]["contrast_mask"],
             semantic_weight=float(cfg["semantic"]["weight"]), student_epoch=int(train["student_epoch"]),
             ini_epoch=int(train["ini_epoch"]))
-        total_updates = int(train["epochs"]) * len(self.loader)
+        total_updates = scheduler_period(int(train["epochs"]), len(self.loader))
         self.optimisers = {"student": adam_cosine(self.nets.student, train["lr_student"], total_updates,
                                                   train["lr_min"])}
         if self.nets.teacher is not None:
@@ -130,7 +130,7 @@ class SageTraining:
         segments = None if self.student_only else self._segments(Path(root))
         dataset = FusionTrainSet(Path(root), crop_size=tuple(data["crop_size"]), seed=seed, hflip=float(data["hflip"]),
                                  segments=segments, official_label_scaling=bool(data["official_label_scaling"]),
-                                 require_labels=False)
+                                 crop=str(data["crop"]), require_labels=False)
         sampler = ResumableSampler(dataset, num_replicas=self.info.world_size, rank=self.info.rank, seed=seed)
         loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=int(data["num_workers"]),
                             pin_memory=torch.cuda.is_available(), drop_last=False, worker_init_fn=_ignore_sigint)
@@ -163,7 +163,8 @@ class SageTraining:
             from SAM.features import build_sam_feature_extractor
             from semantic import build_semantic_loss
             teacher = Teacher(mask_channels=self.sam.use_mask_num).to(device)
-            nets = SageNetworks(student, teacher, build_sam_feature_extractor(self.sam_checkpoint, device=device),
+            nets = SageNetworks(student, teacher, build_sam_feature_extractor(self.sam_checkpoint, device=device,
+                                                                              resize=self.sam.feature_resize),
                                 build_semantic_loss(cfg["semantic"], device))
         init = cfg["init"]
         load_initial(nets.student, init["checkpoint_student"], "student")
@@ -201,16 +202,23 @@ class SageTraining:
         return {f"{name}/epoch_{epoch}.pt": net for name, net in self.networks.items()}
 
 
-def adam_cosine(net: torch.nn.Module, lr: float, total_updates: int, lr_min: float):
-    """Adam with cosine annealing over all of this network's updates (the release's optimiser and scheduler)."""
+def adam_cosine(net: torch.nn.Module, lr: float, total_updates: float, lr_min: float):
+    """Adam with cosine annealing over epochs x batches updates (the release's optimiser and scheduler)."""
     opt = torch.optim.Adam(net.parameters(), lr=float(lr))
-    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_updates), eta_min=float(lr_min))
+    return opt, make_scheduler(opt, total_updates, float(lr_min))
 
 
 def load_initial(net: Optional[torch.nn.Module], path: Optional[str], what: str) -> None:
-    if net is not None and path:
-        load_weights(net, read_state_dict(path), path, what=what)
-        log.info("initialised the %s from %s", what, path)
+    """Start `net` from a state_dict file; a teacher saved under this project's earlier names is converted."""
+    if net is None or not path:
+        return
+    state = read_state_dict(path)
+    if what == "teacher":
+        state, converted = convert_legacy_teacher_state(state)
+        if converted:
+            log.info("%s: teacher saved under this project's earlier names; converted to the release's", path)
+    load_weights(net, state, path, what=f"SAGE {what}")
+    log.info("initialised the %s from %s", what, path)
 
 
 def _ignore_sigint(_worker_id: int) -> None:
