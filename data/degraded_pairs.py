@@ -31,6 +31,21 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     return img.astype(np.float32) / scale
 
 
+def read_pair_float(ir_path: str | os.PathLike, vis_path: str | os.PathLike
+                    ) -> Tuple[np.ndarray, np.ndarray, np.dtype, np.dtype]:
+    """(vis, ir, vis file dtype, ir file dtype): vis float32 RGB (H, W, 3), or (H, W) for a grey file, and ir
+    float32 (H, W) (a colour IR file converted with BGR2GRAY), both in [0, 1]. ImageReadError if unusable."""
+    vis_raw, ir_raw = read_raw(vis_path), read_raw(ir_path)
+    if ir_raw.ndim == 3:
+        ir_raw = cv2.cvtColor(ir_raw, cv2.COLOR_BGR2GRAY)
+    if vis_raw.shape[:2] != ir_raw.shape:
+        raise ImageReadError(f"{vis_path}: size {vis_raw.shape[1]}x{vis_raw.shape[0]} differs from its IR image "
+                             f"({ir_raw.shape[1]}x{ir_raw.shape[0]})")
+    vis = np.ascontiguousarray(vis_raw[:, :, ::-1]) if vis_raw.ndim == 3 else vis_raw
+    return (vis.astype(np.float32) / float(np.iinfo(vis.dtype).max),
+            ir_raw.astype(np.float32) / float(np.iinfo(ir_raw.dtype).max), vis_raw.dtype, ir_raw.dtype)
+
+
 class DegradedPairSet(Dataset):
     """Items {vis, ir, vis_clean, ir_clean, label, strength, index} from a folder of clean pairs.
 
