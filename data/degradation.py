@@ -205,14 +205,14 @@ def over_exposure(x: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarr
 
 
 def blur(x: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian (sigma 1.2% of the image size times s) or motion blur (length 4% times s), chosen by the seed."""
+    """Gaussian blur (sigma = s max(2, 1.2% of the image size)) or motion blur (a line of 1 + s max(6, 4% of
+    the size) pixels at a random angle), chosen by the seed."""
     motion = rng.random() < 0.5
     angle = rng.uniform(0.0, 180.0)
     size = max(x.shape[:2])
     if motion:
-        length = 0.04 * size * s
-        return x if length < 1.0 else _filter(x, _line_kernel(length, angle))
-    return _blur_gauss(x, 0.012 * size * s)
+        return _filter(x, _line_kernel(1.0 + s * max(6.0, 0.04 * size), angle))
+    return _blur_gauss(x, s * max(2.0, 0.012 * size))
 
 
 def noise(x: np.ndarray, s: float, rng: np.random.Generator) -> np.ndarray:
