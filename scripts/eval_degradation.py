@@ -182,7 +182,11 @@ def run(pairs, fusers: Dict[str, object], kinds: Sequence[str], strengths: Seque
                 fused_g = to_gray(fused)
                 if save_dir is not None:
                     sub = save_dir / method / ("clean" if kind == "clean" else f"{kind}/{strength_dir(s)}")
-                    write_image_atomic(sub / f"{name}.png", fused[:, :, ::-1] if fused.ndim == 3 else fused)
+                    try:
+                        write_image_atomic(sub / f"{name}.png",
+                                           np.ascontiguousarray(fused[:, :, ::-1]) if fused.ndim == 3 else fused)
+                    except OSError as exc:
+                        errors.append(f"{name} {kind} {s:g} {method}: cannot write {sub / (name + '.png')} ({exc})")
                 values = compute_metrics(a, b, fused_g, metrics, device, warn=False)
                 if kind == "clean":
                     clean_fused[method] = fused_g

@@ -122,11 +122,13 @@ def test_bad_pair_is_reported_and_the_run_goes_on(tiny_pairs, tmp_path, capsys):
     (root / "Vis" / "broken.png").write_bytes((tiny_pairs / "Vis" / "test_000.png").read_bytes())
     out = tmp_path / "out"
     rc = eval_degradation.main(["--img_dir", str(root), "--out", str(out), "--methods", "average", "--kinds", "blur",
-                                "--strengths", "1", "--metrics", "EN", "--no_progress"])
+                                "--strengths", "1", "--metrics", "EN", "--no_progress", "--save_images"])
     text = capsys.readouterr().out
     assert rc == 1 and "failed broken:" in text and "broken.png" in text
     rows = read_csv(out / "results.csv")
     assert {r["name"] for r in rows} == {"test_000"} and len(rows) == 2
+    for sub in ("clean", "blur/s1.00"):
+        assert cv2.imread(str(out / "fused" / "average" / sub / "test_000.png")).shape == (SIZE[1], SIZE[0], 3)
 
 
 def test_sage_fuser_reproduces_test_py(cli, tiny_pairs, tmp_path):
