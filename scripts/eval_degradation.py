@@ -33,7 +33,8 @@ import io
 import math
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -67,6 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ir_dir", help="infrared folder (instead of --img_dir)")
     p.add_argument("--vis_dir", help="visible folder (instead of --img_dir)")
     p.add_argument("--out", help="output folder")
+    p.add_argument("--labels", help="score an already degraded set instead: a labels CSV (scripts/make_degraded.py's; "
+                                    "clean_vis/clean_ir may be empty where no clean pair exists)")
     p.add_argument("--methods", help="comma-separated fusion methods (models/fusers.py): sage, sgafusion, average")
     p.add_argument("--checkpoints", help="method=path,... (or paths in the order of --methods; 'default' keeps the config's)")
     p.add_argument("--kinds", help="comma-separated degradations (default: every class but clean)")
@@ -81,6 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--save_images", action="store_true", default=None, help="also write the fused images")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument("--no_plots", action="store_true", help="tables only, no plots")
     return p.parse_args(argv)
 
 
@@ -136,64 +140,138 @@ def reference_scores(fused: np.ndarray, ref: np.ndarray, names: Sequence[str]) -
     return out
 
 
-def run(pairs, fusers: Dict[str, object], kinds: Sequence[str], strengths: Sequence[float], metrics: Sequence[str],
-        ref_names: Sequence[str], sources: str, seed: int, device: torch.device, save_dir: Optional[Path],
-        progress: bool = True) -> Tuple[List[Dict], List[str]]:
-    """Degrade, fuse and score; returns (rows, errors). One row per (method, kind, strength, image)."""
+Pair = Tuple[np.ndarray, np.ndarray]  # (vis float RGB (H, W, 3) or grey (H, W), ir float (H, W)) in [0, 1]
+
+
+@dataclass
+class Group:
+    """One image: its clean pair (a loader, or None when there is no clean reference) and its degraded
+    versions as (kind, strength, loader(clean pair or None) -> degraded pair)."""
+
+    name: str
+    clean: Optional[Callable[[], Pair]]
+    variants: List[Tuple[str, float, Callable[[Optional[Pair]], Pair]]]
+
+
+def synthetic_groups(pairs, kinds: Sequence[str], strengths: Sequence[float], seed: int) -> List[Group]:
+    """Groups for clean pairs degraded here (data/degradation.py, seed pair_seed(seed, name, kind))."""
+    groups = []
+    for name, ir_path, vis_path in pairs:
+        def load(ir_path=ir_path, vis_path=vis_path) -> Pair:
+            return read_pair_float(ir_path, vis_path)[:2]
+
+        def make(kind: str, s: float, name=name) -> Callable[[Optional[Pair]], Pair]:
+            return lambda clean: degrade_pair(clean[0], clean[1], kind, s, seed=pair_seed(seed, name, kind))
+        groups.append(Group(name, load, [(k, s, make(k, s)) for k in kinds for s in strengths]))
+    return groups
+
+
+LABEL_COLUMNS = ("name", "kind", "strength", "vis", "ir")
+
+
+def labelled_groups(labels: Path) -> List[Group]:
+    """Groups from a labels CSV (scripts/make_degraded.py's, or any with name, kind, strength, vis, ir and
+    optionally clean_vis, clean_ir; paths relative to the CSV's folder). Rows of kind 'clean' are skipped
+    (the clean pair is scored from clean_vis/clean_ir); an empty clean_vis means no clean reference."""
+    try:
+        with labels.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in LABEL_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ConfigError(f"{labels}: not a labels file (missing columns {', '.join(missing)})")
+            rows = list(reader)
+    except OSError as exc:
+        raise ConfigError(f"{labels}: cannot read ({exc.strerror or exc})") from None
+    base = labels.parent
+    groups: Dict[str, Group] = {}
+    for i, r in enumerate(rows, start=2):
+        try:
+            s = float(r["strength"])
+        except ValueError:
+            raise ConfigError(f"{labels}: line {i}: strength '{r['strength']}' is not a number") from None
+        name, cv, ci = r["name"], (r.get("clean_vis") or "").strip(), (r.get("clean_ir") or "").strip()
+        if name not in groups:
+            clean = (lambda cv=cv, ci=ci: read_pair_float(base / ci, base / cv)[:2]) if cv and ci else None
+            groups[name] = Group(name, clean, [])
+        if r["kind"] != "clean":
+            groups[name].variants.append(
+                (r["kind"], s, lambda _clean, v=r["vis"], ir=r["ir"]: read_pair_float(base / ir, base / v)[:2]))
+    return list(groups.values())
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
+def run(groups: Sequence[Group], fusers: Dict[str, Callable], metrics: Sequence[str], ref_names: Sequence[str],
+        sources: str, device: torch.device, save_dir: Optional[Path], progress: bool = True
+        ) -> Tuple[List[Dict], List[str]]:
+    """Load or degrade, fuse and score; returns (rows, errors). One row per (method, kind, strength, image).
+
+    Without a clean pair the metrics use the degraded inputs as sources and the reference metrics are NaN.
+    """
     rows: List[Dict] = []
     errors: List[str] = []
-    per_pair = len(fusers) * (1 + len(kinds) * len(strengths))
-    bar = tqdm(total=len(pairs) * per_pair, desc="degrade+fuse+score", unit="img", dynamic_ncols=True,
-               disable=not progress)
+    bar = tqdm(total=sum((1 + len(g.variants)) * len(fusers) for g in groups), desc="degrade+fuse+score",
+               unit="img", dynamic_ncols=True, disable=not progress)
     nan_ref = {f"{m}_ref": math.nan for m in ref_names}
-    for name, ir_path, vis_path in pairs:
-        try:
-            vis, ir, _, _ = read_pair_float(ir_path, vis_path)
-        except ImageReadError as exc:
-            errors.append(f"{name}: {exc}")
-            bar.update(per_pair)
-            continue
-        vis8, ir8 = to_u8(vis), to_u8(ir)
-        clean_a, clean_b = to_gray(ir8), to_gray(vis8)
+    for g in groups:
+        clean: Optional[Pair] = None
+        if g.clean is not None:
+            try:
+                clean = g.clean()
+            except (ImageReadError, OSError) as exc:
+                errors.append(f"{g.name}: {_reason(exc)}")
+                bar.update((1 + len(g.variants)) * len(fusers))
+                continue
+        else:
+            bar.update(len(fusers))  # no clean pair to score
+        clean8 = (to_u8(clean[0]), to_u8(clean[1])) if clean is not None else None
         clean_fused: Dict[str, np.ndarray] = {}
-        jobs = [("clean", 0.0)] + [(k, s) for k in kinds for s in strengths]
-        for kind, s in jobs:
-            if kind == "clean":
-                vis_d8, ir_d8 = vis8, ir8
+        jobs = ([("clean", 0.0, None)] if clean is not None else []) + list(g.variants)
+        for kind, s, load in jobs:
+            if load is None:
+                vis8, ir8 = clean8
             else:
                 try:
-                    vis_d, ir_d = degrade_pair(vis, ir, kind, s, seed=pair_seed(seed, name, kind))
-                except DegradationError as exc:
-                    errors.append(f"{name} {kind} {s:g}: {exc}")
+                    vis_d, ir_d = load(clean)
+                except (DegradationError, ImageReadError, OSError) as exc:
+                    errors.append(f"{g.name} {kind} {s:g}: {_reason(exc)}")
                     bar.update(len(fusers))
                     continue
-                vis_d8, ir_d8 = to_u8(vis_d), to_u8(ir_d)
-            a, b = (clean_a, clean_b) if sources == "clean" else (to_gray(ir_d8), to_gray(vis_d8))
+                vis8, ir8 = to_u8(vis_d), to_u8(ir_d)
+            src = clean8 if (sources == "clean" and clean8 is not None) else (vis8, ir8)
+            a, b = to_gray(src[1]), to_gray(src[0])
             for method, fuse in fusers.items():
                 bar.update(1)
-                if kind != "clean" and method not in clean_fused:
+                if clean is not None and kind != "clean" and method not in clean_fused:
                     continue  # its clean fusion failed (reported once)
                 try:
-                    fused = fuse(vis_d8, ir_d8)
+                    fused = fuse(vis8, ir8)
                 except Exception as exc:  # noqa: BLE001 - any fusion error: reported, the run goes on
-                    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-                    errors.append(f"{name} {kind} {s:g} {method}: fusion failed ({text})")
+                    errors.append(f"{g.name} {kind} {s:g} {method}: fusion failed ({_reason(exc)})")
                     continue
                 fused_g = to_gray(fused)
                 if save_dir is not None:
                     sub = save_dir / method / ("clean" if kind == "clean" else f"{kind}/{strength_dir(s)}")
                     try:
-                        write_image_atomic(sub / f"{name}.png",
+                        write_image_atomic(sub / f"{g.name}.png",
                                            np.ascontiguousarray(fused[:, :, ::-1]) if fused.ndim == 3 else fused)
                     except OSError as exc:
-                        errors.append(f"{name} {kind} {s:g} {method}: cannot write {sub / (name + '.png')} ({exc})")
+                        errors.append(f"{g.name} {kind} {s:g} {method}: cannot write {sub / (g.name + '.png')} ({exc})")
+                if fused_g.shape != a.shape:
+                    errors.append(f"{g.name} {kind} {s:g}: degraded images are "
+                                  f"{fused_g.shape[1]}x{fused_g.shape[0]}, the clean pair {a.shape[1]}x{a.shape[0]}")
+                    continue
                 values = compute_metrics(a, b, fused_g, metrics, device, warn=False)
                 if kind == "clean":
                     clean_fused[method] = fused_g
                     ref = dict(nan_ref)
-                else:
+                elif method in clean_fused:
                     ref = reference_scores(fused_g, clean_fused[method], ref_names)
-                rows.append({"method": method, "kind": kind, "strength": s, "name": name, **values, **ref})
+                else:
+                    ref = dict(nan_ref)
+                rows.append({"method": method, "kind": kind, "strength": s, "name": g.name, **values, **ref})
     bar.close()
     return rows, errors
 
@@ -336,8 +414,22 @@ def main(argv=None) -> int:
             raise ConfigError("--methods: no method named")
         checkpoints = parse_checkpoints(args.checkpoints, methods, dict(sec.get("checkpoints") or {}))
         device = pick_device(sec.get("device") or "auto")
-        ir_dir, vis_dir = resolve_dirs(sec.get("img_dir") if not (args.ir_dir and args.vis_dir) else None,
-                                       args.ir_dir, args.vis_dir)
+        pairing = None
+        if args.labels:
+            groups = labelled_groups(Path(args.labels))
+            if args.max_pairs:
+                groups = groups[:args.max_pairs]
+            kinds = list(dict.fromkeys(k for g in groups for k, _, _ in g.variants))
+        else:
+            ir_dir, vis_dir = resolve_dirs(sec.get("img_dir") if not (args.ir_dir and args.vis_dir) else None,
+                                           args.ir_dir, args.vis_dir)
+            pairing = pair_folders(ir_dir, vis_dir)
+            if not pairing.pairs:
+                raise PairingError(f"no IR/VIS pairs with matching names in {ir_dir} and {vis_dir}")
+            pairs = pairing.pairs[:args.max_pairs] if args.max_pairs else pairing.pairs
+            groups = synthetic_groups(pairs, kinds, strengths, int(cfg.get("seed") or 0))
+        if not groups:
+            raise ConfigError(f"{args.labels}: no rows")
         if not sec.get("out"):
             raise ConfigError("--out: no output folder given")
         out = Path(sec["out"])
@@ -349,15 +441,8 @@ def main(argv=None) -> int:
             CheckpointError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    pairing = pair_folders(ir_dir, vis_dir)
-    pairs = pairing.pairs[:args.max_pairs] if args.max_pairs else pairing.pairs
-    if not pairs:
-        print(f"error: no IR/VIS pairs with matching names in {ir_dir} and {vis_dir}", file=sys.stderr)
-        return 2
-
     save_dir = out / "fused" if sec.get("save_images") else None
-    rows, errors = run(pairs, fusers, kinds, strengths, metrics, ref_names, sources, int(cfg.get("seed") or 0),
-                       device, save_dir, progress=not args.no_progress)
+    rows, errors = run(groups, fusers, metrics, ref_names, sources, device, save_dir, progress=not args.no_progress)
     ref_cols = [f"{n}_ref" for n in ref_names]
     columns = list(metrics) + ref_cols
     summary = aggregate(rows, columns)
@@ -367,13 +452,13 @@ def main(argv=None) -> int:
                         ("summary.md", markdown(summary, methods, metrics, ref_cols))):
         with atomic_path(out / fname) as tmp:
             tmp.write_text(text, encoding="utf-8")
-    plots = plot(out, summary, methods, kinds, metrics, ref_cols) if summary else []
-    print(f"scored {len(rows)} fused image(s) of {len(pairs)} pair(s): {len(methods)} method(s) x "
-          f"(clean + {len(kinds)} degradation(s) x {len(strengths)} strength(s)); {len(errors)} error(s) | "
+    plots = plot(out, summary, methods, kinds, metrics, ref_cols) if summary and not args.no_plots else []
+    print(f"scored {len(rows)} fused image(s) of {len(groups)} pair(s), {len(methods)} method(s), "
+          f"{len(kinds)} degradation(s); {len(errors)} error(s) | "
           f"report: {out}/ (results.csv, summary.csv, summary.md, {len(plots)} plot(s))")
     for e in errors:
         print(f"  failed {e}")
-    for p in pairing.ir_only + pairing.vis_only:
+    for p in (pairing.ir_only + pairing.vis_only) if pairing is not None else []:
         print(f"  no partner: {p}")
     return 1 if errors else 0
 

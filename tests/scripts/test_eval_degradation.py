@@ -122,7 +122,7 @@ def test_bad_pair_is_reported_and_the_run_goes_on(tiny_pairs, tmp_path, capsys):
     (root / "Vis" / "broken.png").write_bytes((tiny_pairs / "Vis" / "test_000.png").read_bytes())
     out = tmp_path / "out"
     rc = eval_degradation.main(["--img_dir", str(root), "--out", str(out), "--methods", "average", "--kinds", "blur",
-                                "--strengths", "1", "--metrics", "EN", "--no_progress", "--save_images"])
+                                "--strengths", "1", "--metrics", "EN", "--no_progress", "--save_images", "--no_plots"])
     text = capsys.readouterr().out
     assert rc == 1 and "failed broken:" in text and "broken.png" in text
     rows = read_csv(out / "results.csv")
@@ -169,3 +169,27 @@ def test_fuser_registry():
         avg(np.zeros((4, 4, 3), np.uint8), ir)
     out = avg(np.full((3, 4), 100, np.uint8), np.full((3, 4), 50, np.uint8))
     assert out.shape == (3, 4) and np.all(out == 75)
+
+
+def test_labels_mode_scores_a_made_degraded_set_like_the_synthetic_run(tiny_pairs, tmp_path):
+    from scripts import make_degraded
+    made = tmp_path / "made"
+    assert make_degraded.main(["--img_dir", str(tiny_pairs), "--out", str(made), "--classes", "clean,haze",
+                               "--strengths", "1", "--seed", "5"]) == 0
+    common = ["--methods", "average", "--metrics", "EN,SD", "--no_progress", "--no_plots"]
+    assert eval_degradation.main(["--labels", str(made / "labels.csv"), "--out", str(tmp_path / "a"), *common]) == 0
+    assert eval_degradation.main(["--img_dir", str(tiny_pairs), "--out", str(tmp_path / "b"), "--kinds", "haze",
+                                  "--strengths", "1", "--seed", "5", *common]) == 0
+    # make_degraded's 8-bit files are what the benchmark degrades in memory: the same numbers
+    assert (tmp_path / "a" / "results.csv").read_text() == (tmp_path / "b" / "results.csv").read_text()
+    # without clean references: degraded rows only, the degraded inputs as sources, no reference metrics
+    rows = read_csv(made / "labels.csv")
+    with (tmp_path / "noclean.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["name", "kind", "strength", "vis", "ir"])
+        for r in rows:
+            if r["kind"] == "haze":
+                w.writerow([r["name"], r["kind"], r["strength"], f"made/{r['vis']}", f"made/{r['ir']}"])
+    assert eval_degradation.main(["--labels", str(tmp_path / "noclean.csv"), "--out", str(tmp_path / "c"), *common]) == 0
+    out = read_csv(tmp_path / "c" / "results.csv")
+    assert [(r["kind"], r["PSNR_ref"]) for r in out] == [("haze", "nan")] * 2
