@@ -5,6 +5,7 @@
     python scripts/eval_degradation.py --img_dir DIR --methods sage,sgafusion \\
         --checkpoints sage=checkpoints/checkpoints.pt,sgafusion=checkpoints/sgafusion_demo.pt \\
         --kinds haze,low_light,ir_noise --strengths 0.25,0.5,1 --metrics EN,SD,Qabf,VIF --out OUT
+    python scripts/eval_degradation.py --labels DEGRADED/labels.csv --methods sage --out OUT  # a made set
 
 For every pair, degradation (--kinds) and strength (--strengths) the pair is degraded with
 data/degradation.py (seeded per image and degradation, the same seed at every strength), quantised
@@ -14,6 +15,8 @@ fused too (kind 'clean', strength 0). Each fused image gets
     clean: how much of the scene survives) or the degraded inputs (--sources degraded);
   - reference metrics against the same method's fusion of the clean pair (PSNR_ref in dB on grey levels,
     SSIM_ref: 11x11 Gaussian SSIM), which measure how far the degradation moves the result.
+With --labels the degraded pairs are read from a labels CSV (scripts/make_degraded.py's) instead; rows
+without a clean pair are scored against their degraded inputs and get no reference metrics.
 
 Outputs in OUT (existing files are kept: the run stops unless --overwrite):
     results.csv   method, kind, strength, name, <metrics>..., PSNR_ref, SSIM_ref  (one row per image)
@@ -32,8 +35,8 @@ import csv
 import io
 import math
 import sys
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
