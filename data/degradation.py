@@ -283,6 +283,11 @@ def _to_hwc(img: Image) -> Tuple[np.ndarray, Callable[[np.ndarray], Image]]:
     raise DegradationError(f"expected a numpy array or torch tensor, got {type(img).__name__}")
 
 
+def _copy(img: Image) -> Image:
+    """An unchanged copy (same values, dtype and device)."""
+    return img.clone() if isinstance(img, torch.Tensor) else img.copy()
+
+
 def _check_strength(strength: float) -> float:
     s = float(strength)
     if not 0.0 <= s <= 1.0 or math.isnan(s):
@@ -294,8 +299,8 @@ def _apply(model: Model, img: Image, s: float, rng: np.random.Generator) -> Imag
     arr, back = _to_hwc(img)
     if arr.size and (float(arr.min()) < -1e-6 or float(arr.max()) > 1.0 + 1e-6 or not np.isfinite(arr).all()):
         raise DegradationError(f"image values must lie in [0, 1] (got {float(arr.min()):.3g}..{float(arr.max()):.3g})")
-    if s == 0.0:
-        return back(arr.copy())
+    if s == 0.0 or model is clean:
+        return _copy(img)
     out = model(np.clip(arr, 0.0, 1.0), s, rng)
     return back(np.clip(out, 0.0, 1.0).astype(np.float32, copy=False))
 

@@ -228,3 +228,12 @@ def test_dataset_class_weights_and_argument_errors(pair_folder):
     big = DegradedPairSet(pair_folder, crop_size=(64, 64))
     with pytest.raises(Exception, match="smaller than the crop"):
         big[0]
+
+
+def test_untouched_images_are_exact_copies_even_in_float64():
+    vis = scene().astype(np.float64) * 0.999
+    ir = torch.from_numpy(ir_scene().astype(np.float64))
+    v, i = degrade_pair(vis, ir, "haze", 0.5, seed=0)
+    assert torch.equal(i, ir) and i is not ir and i.dtype == torch.float64
+    v0, _ = degrade_pair(vis, ir, "haze", 0.0, seed=0)
+    assert np.array_equal(v0, vis) and v0 is not vis
