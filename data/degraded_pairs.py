@@ -1,11 +1,13 @@
-"""Degraded/clean IR-VIS training pairs synthesised on the fly from a clean folder (docs/degradation.md).
+"""Degraded/clean IR-VIS training pairs with class labels (docs/degradation.md): synthesised on the fly from a
+clean folder (DegradedPairSet), or read from an already degraded set with a labels CSV (LabelledPairSet).
 
-Each item draws a degradation class and a strength, degrades the whole image pair with
-data/degradation.py and then crops; all randomness comes from a generator seeded by
-(seed, epoch, index), so an epoch is reproducible and a resumed run sees the same items.
+DegradedPairSet draws a degradation class and a strength per item, degrades the whole image pair with
+data/degradation.py and then crops. All randomness comes from a generator seeded by (seed, epoch, index),
+so an epoch is reproducible and a resumed run sees the same items.
 """
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -118,6 +120,95 @@ class DegradedPairSet(Dataset):
         vis_d, ir_d = degrade_pair(vis, ir, kind, strength, seed=deg_seed)
         out: Dict[str, torch.Tensor] = {}
         for key, arr in (("vis", vis_d), ("ir", ir_d), ("vis_clean", vis), ("ir_clean", ir)):
+            arr = arr[top:top + ch, left:left + cw]
+            arr = arr.transpose(2, 0, 1) if arr.ndim == 3 else arr[None]
+            if flip:
+                arr = arr[:, :, ::-1]
+            out[key] = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        out["label"] = torch.tensor(label, dtype=torch.int64)
+        out["strength"] = torch.tensor(strength, dtype=torch.float32)
+        out["index"] = torch.tensor(index)
+        return out
+
+
+class LabelledPairSet(Dataset):
+    """The items of DegradedPairSet read from an already degraded set: a labels CSV such as
+    scripts/make_degraded.py writes (columns name, kind, strength, vis, ir, clean_vis, clean_ir; paths
+    relative to the CSV's folder), for real degraded/clean pairs or a fixed synthetic set.
+
+    Every row other than kind 'clean' is one item; 'clean' rows are items too when `include_clean`.
+    The label is the index of the row's kind in `classes` (a kind outside the list is an error).
+    Crop and flip are drawn from a generator seeded by (seed, epoch, index).
+
+    Args:
+        labels: the CSV file.
+        classes: the class list (config value); must contain every kind used.
+        crop_size: (H, W) of the crops.
+        seed: base seed for crops and flips.
+        hflip: probability of a horizontal flip.
+        include_clean: also yield the rows of kind 'clean' (label of 'clean', strength 0).
+    """
+
+    COLUMNS = ("name", "kind", "strength", "vis", "ir", "clean_vis", "clean_ir")
+
+    def __init__(self, labels: str | Path, classes: Sequence[str] = DEFAULT_CLASSES,
+                 crop_size: Sequence[int] = (192, 256), seed: int = 0, hflip: float = 0.5,
+                 include_clean: bool = True):
+        labels = Path(labels)
+        if not labels.is_file():
+            raise PairingError(f"{labels}: no such labels file")
+        with labels.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in self.COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise PairingError(f"{labels}: not a labels file (missing columns {', '.join(missing)})")
+            rows = list(reader)
+        self.classes = parse_kinds(list(classes))
+        base = labels.parent
+        self.items: List[Tuple[str, int, float, Path, Path, Path, Path]] = []
+        for line, r in enumerate(rows, start=2):
+            if r["kind"] == "clean" and not include_clean:
+                continue
+            if r["kind"] not in self.classes:
+                raise DegradationError(f"{labels}: line {line}: kind '{r['kind']}' is not in the class list "
+                                       f"({', '.join(self.classes)})")
+            if not r["clean_vis"] or not r["clean_ir"]:
+                raise PairingError(f"{labels}: line {line}: no clean pair for {r['name']} (clean_vis/clean_ir empty)")
+            try:
+                strength = float(r["strength"])
+            except ValueError:
+                raise PairingError(f"{labels}: line {line}: strength '{r['strength']}' is not a number") from None
+            self.items.append((r["name"], self.classes.index(r["kind"]), strength, base / r["vis"], base / r["ir"],
+                               base / r["clean_vis"], base / r["clean_ir"]))
+        if not self.items:
+            raise PairingError(f"{labels}: no rows to train on")
+        self.crop = (int(crop_size[0]), int(crop_size[1]))
+        self.seed, self.hflip = int(seed), float(hflip)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose crops and flips __getitem__ draws (call before each epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
+        name, label, strength, vis_p, ir_p, cvis_p, cir_p = self.items[index]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        planes = {"vis": read_rgb(vis_p), "ir": read_ir(ir_p), "vis_clean": read_rgb(cvis_p), "ir_clean": read_ir(cir_p)}
+        h, w = planes["ir"].shape
+        for key, path in (("vis", vis_p), ("vis_clean", cvis_p), ("ir_clean", cir_p)):
+            if planes[key].shape[:2] != (h, w):
+                raise ImageReadError(f"{path}: size {planes[key].shape[1]}x{planes[key].shape[0]} differs from "
+                                     f"{ir_p.name} ({w}x{h})")
+        ch, cw = self.crop
+        if h < ch or w < cw:
+            raise ImageReadError(f"{ir_p}: image {w}x{h} is smaller than the crop {cw}x{ch}")
+        top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        flip = bool(rng.uniform() < self.hflip)
+        out: Dict[str, torch.Tensor] = {}
+        for key, arr in planes.items():
             arr = arr[top:top + ch, left:left + cw]
             arr = arr.transpose(2, 0, 1) if arr.ndim == 3 else arr[None]
             if flip:

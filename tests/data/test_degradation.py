@@ -1,7 +1,6 @@
 """data/degradation.py and data/degraded_pairs.py: seeded, bounded, graded degradations and the dataset."""
 from __future__ import annotations
 
-import math
 
 import cv2
 import numpy as np
@@ -237,3 +236,28 @@ def test_untouched_images_are_exact_copies_even_in_float64():
     assert torch.equal(i, ir) and i is not ir and i.dtype == torch.float64
     v0, _ = degrade_pair(vis, ir, "haze", 0.0, seed=0)
     assert np.array_equal(v0, vis) and v0 is not vis
+
+
+def test_labelled_set_reads_a_made_degraded_set(pair_folder, tmp_path):
+    from data.degraded_pairs import LabelledPairSet
+    from scripts import make_degraded
+    out = tmp_path / "made"
+    assert make_degraded.main(["--img_dir", str(pair_folder), "--out", str(out), "--classes", "clean,haze,ir_noise",
+                               "--strengths", "0.5,1", "--seed", "2"]) == 0
+    ds = LabelledPairSet(out / "labels.csv", classes=["clean", "haze", "ir_noise"], crop_size=(32, 48), hflip=0.0)
+    assert len(ds) == 3 * (1 + 2 * 2)
+    labels = sorted(int(ds[i]["label"]) for i in range(len(ds)))
+    assert labels == [0] * 3 + [1] * 6 + [2] * 6
+    i = next(k for k, it in enumerate(ds.items) if it[0] == "p1" and it[1] == 1 and it[2] == 1.0)
+    item = ds[i]
+    assert float(item["strength"]) == 1.0 and item["vis"].shape == (3, 32, 48)
+    # the crop of the written haze image equals the same crop of degrade_pair's output (8-bit rounded)
+    vis, ir, _, _ = read_pair_float(pair_folder / "Ir" / "p1.png", pair_folder / "Vis" / "p1.png")
+    vd, _ = degrade_pair(vis, ir, "haze", 1.0, seed=pair_seed(2, "p1", "haze"))
+    full = torch.from_numpy((np.round(vd * 255) / 255).astype(np.float32).transpose(2, 0, 1))
+    found = any(torch.allclose(item["vis"], full[:, t:t + 32, l:l + 48], atol=1e-6)
+                for t in range(40 - 32 + 1) for l in range(52 - 48 + 1))
+    assert found and torch.equal(item["ir"], item["ir_clean"])
+    assert len(LabelledPairSet(out / "labels.csv", classes=["clean", "haze", "ir_noise"], include_clean=False)) == 12
+    with pytest.raises(DegradationError, match="not in the class list"):
+        LabelledPairSet(out / "labels.csv", classes=["clean", "haze"])
