@@ -95,7 +95,7 @@ def vis_to_ycrcb(vis: np.ndarray) -> np.ndarray:
 
 
 def sage_fuser(checkpoint: Optional[str], device: torch.device, engine: str = "auto",
-               pad_multiple: int = 4, tile_above: int = 4096 * 1024, tile: Optional[int] = None,
+               pad_multiple: int = 4, tile_above: int = 2048 * 2048, tile: Optional[int] = None,
                overlap: int = 64) -> Fuser:
     """The SAGE student through the inference engines of test.py (defaults as in configs/test.yaml)."""
     from data.colour import fused_to_bgr8
