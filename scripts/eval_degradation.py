@@ -25,7 +25,8 @@ Outputs in OUT (existing files are kept: the run stops unless --overwrite):
     plots/overview.png  reference metrics vs strength, a panel per degradation, a line per method
     plots/<kind>.png    every metric vs strength for one degradation, a line per method
     fused/<method>/<kind>/s<strength>/<name>.png  with --save_images
-Defaults come from configs/degradation.yaml (section eval_degradation). Exits 1 if a pair or a fusion
+Defaults come from configs/degradation.yaml (section eval_degradation); --config files merge over it, then
+--set KEY=VALUE, then the flags (unknown keys are errors). Exits 1 if a pair or a fusion
 failed (the run goes on), 2 on bad arguments.
 """
 from __future__ import annotations
@@ -54,19 +55,21 @@ from metrics.evaluate import format_value, summarize  # noqa: E402
 from models.checkpoint import CheckpointError  # noqa: E402
 from models.engines import EngineError  # noqa: E402
 from models.fusers import FuserError, get_fuser  # noqa: E402
-from scripts.make_degraded import parse_strengths, strength_dir  # noqa: E402
+from scripts.make_degraded import build_config, parse_strengths, strength_dir  # noqa: E402
 from utils.atomic import atomic_path  # noqa: E402
-from utils.config import ConfigError, apply_flags, load_config  # noqa: E402
+from utils.config import ConfigError  # noqa: E402
 from utils.device import DeviceError, pick_device  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_METRICS = ("PSNR", "SSIM")  # against the clean fusion; columns are named <metric>_ref
 OUTPUTS = ("results.csv", "summary.csv", "summary.md")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(ROOT / "configs" / "degradation.yaml"), help="YAML file with the defaults")
+    p.add_argument("--config", action="append", default=[], metavar="FILE",
+                   help="YAML file merged over configs/degradation.yaml (repeatable: later files win)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key after the --config files, e.g. --set eval_degradation.sources=degraded")
     p.add_argument("--img_dir", help="folder of clean pairs: Ir/ (Inf, ir, IR) and Vis/ (Vi, vi, VIS)")
     p.add_argument("--ir_dir", help="infrared folder (instead of --img_dir)")
     p.add_argument("--vis_dir", help="visible folder (instead of --img_dir)")
@@ -393,19 +396,19 @@ def plot(out: Path, summary: Sequence[Dict], methods: Sequence[str], kinds: Sequ
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        cfg = load_config(args.config)
-        cfg = apply_flags(cfg, vars(args), {
-            "classes": "classes", "seed": "seed", **{f: f"eval_degradation.{f}" for f in (
-                "img_dir", "out", "methods", "kinds", "strengths", "metrics", "reference_metrics", "sources",
-                "device", "save_images")}})
+        if args.reference_metrics is not None and args.reference_metrics.strip().lower() == "none":
+            args.reference_metrics = ""
+        cfg = build_config(args, "eval_degradation", (
+            "classes", "seed", "img_dir", "out", "methods", "kinds", "strengths", "metrics", "reference_metrics",
+            "sources", "device", "save_images"), list_flags=("classes", "methods", "kinds", "strengths",
+                                                             "reference_metrics"))
         sec = cfg.get("eval_degradation", {})
         classes = parse_kinds(cfg.get("classes"))
         kinds = parse_kinds(sec.get("kinds"), default=[c for c in classes if c != "clean"])
         kinds = [k for k in kinds if k != "clean"]  # the clean pair is always scored
         strengths = parse_strengths(sec.get("strengths"))
         metrics = parse_metric_list(sec.get("metrics"))
-        ref_names = [] if str(sec.get("reference_metrics")).lower() == "none" else \
-            [n.upper() for n in _list(sec.get("reference_metrics"))]
+        ref_names = [n.upper() for n in _list(sec.get("reference_metrics"))]
         bad = [n for n in ref_names if n not in REFERENCE_METRICS]
         if bad:
             raise ConfigError(f"--reference_metrics {','.join(bad)}: choose from {', '.join(REFERENCE_METRICS)}")

@@ -11,7 +11,8 @@ Layout of OUT (every leaf folder is a complete pair folder that test.py --img_di
 Images keep their bit depth (8 or 16) and channel layout (a grey visible image stays grey). Existing
 files are never overwritten: they are kept, and the run resumes. labels.csv is only ever extended; a
 run whose settings (seed, classes) disagree with an existing labels.csv stops before writing anything.
-Defaults come from configs/degradation.yaml (section make_degraded). Exits 1 if a pair failed.
+Defaults come from configs/degradation.yaml (section make_degraded); --config files merge over it, then
+--set KEY=VALUE, then the flags (unknown keys are errors). Exits 1 if a pair failed.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import csv
 import io
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -31,15 +32,19 @@ from data.degraded_pairs import read_pair_float  # noqa: E402
 from data.imageio import ImageReadError, write_image_atomic  # noqa: E402
 from data.pairs import PairingError, pair_folders, resolve_dirs  # noqa: E402
 from utils.atomic import atomic_path  # noqa: E402
-from utils.config import ConfigError, apply_flags, load_config  # noqa: E402
+from utils.config import ConfigError, apply_flags, check_config, compose_config, load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS = ROOT / "configs" / "degradation.yaml"  # lists every key of both degradation scripts
 COLUMNS = ["name", "kind", "label", "strength", "seed", "vis", "ir", "clean_vis", "clean_ir"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(ROOT / "configs" / "degradation.yaml"), help="YAML file with the defaults")
+    p.add_argument("--config", action="append", default=[], metavar="FILE",
+                   help="YAML file merged over configs/degradation.yaml (repeatable: later files win)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key after the --config files, e.g. --set make_degraded.kinds=[haze]")
     p.add_argument("--img_dir", help="folder of clean pairs: Ir/ (Inf, ir, IR) and Vis/ (Vi, vi, VIS)")
     p.add_argument("--ir_dir", help="infrared folder (instead of --img_dir)")
     p.add_argument("--vis_dir", help="visible folder (instead of --img_dir)")
@@ -49,6 +54,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--strengths", help="comma-separated strengths in (0, 1], e.g. 0.2,0.6,1")
     p.add_argument("--seed", type=int, help="base seed")
     return p.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace, section: str, flags: Sequence[str], list_flags: Sequence[str]) -> dict:
+    """configs/degradation.yaml, the --config files over it, --set items, then the flags (`classes` and `seed`
+    at the top level, the others in `section`); comma-separated list flags are split; checked strictly."""
+    reference = load_config(DEFAULTS)
+    cfg = compose_config(reference, args.config, args.set, reference=reference)
+    given = {}
+    for f in flags:
+        v = getattr(args, f, None)
+        given[f] = [x.strip() for x in v.split(",") if x.strip()] if f in list_flags and isinstance(v, str) else v
+    mapping = {f: f if f in ("classes", "seed") else f"{section}.{f}" for f in flags}
+    return check_config(apply_flags(cfg, given, mapping), reference)
 
 
 def parse_strengths(spec) -> List[float]:
@@ -92,10 +110,8 @@ def read_labels(path: Path) -> Dict[Tuple[str, str, str], Dict[str, str]]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        cfg = load_config(args.config)
-        cfg = apply_flags(cfg, vars(args), {"classes": "classes", "seed": "seed", "img_dir": "make_degraded.img_dir",
-                                            "out": "make_degraded.out", "kinds": "make_degraded.kinds",
-                                            "strengths": "make_degraded.strengths"})
+        cfg = build_config(args, "make_degraded", ("classes", "seed", "img_dir", "out", "kinds", "strengths"),
+                           list_flags=("classes", "kinds", "strengths"))
         sec = cfg.get("make_degraded", {})
         classes = parse_kinds(cfg.get("classes"))
         kinds = parse_kinds(sec.get("kinds"), default=classes)

@@ -193,3 +193,20 @@ def test_labels_mode_scores_a_made_degraded_set_like_the_synthetic_run(tiny_pair
     assert eval_degradation.main(["--labels", str(tmp_path / "noclean.csv"), "--out", str(tmp_path / "c"), *common]) == 0
     out = read_csv(tmp_path / "c" / "results.csv")
     assert [(r["kind"], r["PSNR_ref"]) for r in out] == [("haze", "nan")] * 2
+
+
+def test_config_files_set_items_and_no_reference_metrics(tiny_pairs, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("eval_degradation:\n  sourcs: clean\n")
+    assert eval_degradation.main(["--img_dir", str(tiny_pairs), "--out", str(tmp_path / "x"), "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bad.yaml" in err and "did you mean 'eval_degradation.sources'" in err and len(err.splitlines()) == 1
+    part = tmp_path / "part.yaml"
+    part.write_text("eval_degradation:\n  methods: [average]\n  metrics: EN\n")
+    out = tmp_path / "out"
+    assert eval_degradation.main(["--img_dir", str(tiny_pairs), "--out", str(out), "--config", str(part),
+                                  "--set", "eval_degradation.kinds=[blur]", "--strengths", "1",
+                                  "--reference_metrics", "none", "--no_progress", "--no_plots"]) == 0
+    rows = read_csv(out / "results.csv")
+    assert list(rows[0]) == ["method", "kind", "strength", "name", "EN"]
+    assert {(r["method"], r["kind"]) for r in rows} == {("average", "clean"), ("average", "blur")}
