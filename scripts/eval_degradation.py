@@ -59,6 +59,7 @@ from scripts.make_degraded import build_config, parse_strengths, strength_dir  #
 from utils.atomic import atomic_path  # noqa: E402
 from utils.config import ConfigError  # noqa: E402
 from utils.device import DeviceError, pick_device  # noqa: E402
+from utils.errors import first_line  # noqa: E402
 
 REFERENCE_METRICS = ("PSNR", "SSIM")  # against the clean fusion; columns are named <metric>_ref
 OUTPUTS = ("results.csv", "summary.csv", "summary.md")
@@ -205,10 +206,6 @@ def labelled_groups(labels: Path) -> List[Group]:
     return list(groups.values())
 
 
-def _reason(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-
-
 def run(groups: Sequence[Group], fusers: Dict[str, Callable], metrics: Sequence[str], ref_names: Sequence[str],
         sources: str, device: torch.device, save_dir: Optional[Path], progress: bool = True
         ) -> Tuple[List[Dict], List[str]]:
@@ -227,7 +224,7 @@ def run(groups: Sequence[Group], fusers: Dict[str, Callable], metrics: Sequence[
             try:
                 clean = g.clean()
             except (ImageReadError, OSError) as exc:
-                errors.append(f"{g.name}: {_reason(exc)}")
+                errors.append(f"{g.name}: {first_line(exc)[:200]}")
                 bar.update((1 + len(g.variants)) * len(fusers))
                 continue
         else:
@@ -242,7 +239,7 @@ def run(groups: Sequence[Group], fusers: Dict[str, Callable], metrics: Sequence[
                 try:
                     vis_d, ir_d = load(clean)
                 except (DegradationError, ImageReadError, OSError) as exc:
-                    errors.append(f"{g.name} {kind} {s:g}: {_reason(exc)}")
+                    errors.append(f"{g.name} {kind} {s:g}: {first_line(exc)[:200]}")
                     bar.update(len(fusers))
                     continue
                 vis8, ir8 = to_u8(vis_d), to_u8(ir_d)
@@ -255,7 +252,7 @@ def run(groups: Sequence[Group], fusers: Dict[str, Callable], metrics: Sequence[
                 try:
                     fused = fuse(vis8, ir8)
                 except Exception as exc:  # noqa: BLE001 - any fusion error: reported, the run goes on
-                    errors.append(f"{g.name} {kind} {s:g} {method}: fusion failed ({_reason(exc)})")
+                    errors.append(f"{g.name} {kind} {s:g} {method}: fusion failed ({first_line(exc)[:200]})")
                     continue
                 fused_g = to_gray(fused)
                 if save_dir is not None:
