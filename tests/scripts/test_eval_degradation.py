@@ -97,7 +97,6 @@ def test_rerun_keeps_existing_outputs_and_bad_arguments_fail_in_one_line(report,
     assert (out / "results.csv").read_bytes() == before
     for extra, message in ((["--methods", "nosuch"], "unknown fusion method 'nosuch'"),
                            (["--methods", "average", "--checkpoints", "sage=x.pt"], "not in --methods"),
-                           (["--methods", "sgafusion"], "needs a checkpoint"),
                            (["--kinds", "smoke"], "unknown degradation 'smoke'"),
                            (["--metrics", "FOO"], "unknown metric"),
                            (["--strengths", "0,2"], "strengths"),
