@@ -29,7 +29,7 @@ from data.imageio import ImageReadError
 from data.pairs import PairingError
 from losses.totals import NonFiniteLossError, check_finite
 from models.checkpoint import CheckpointError
-from training import METHODS, run_class
+from training import METHODS, prepare_config, run_class
 from training.logs import TrainLog, log, setup_logging
 from training.run_state import Progress, check_replicas, restore, save_last, unwrap
 from utils import distributed as dist_utils
@@ -90,10 +90,12 @@ def build_config(args: argparse.Namespace, resumed: Optional[Dict[str, Any]]) ->
         cfg = compose_config(defaults, files, reference=defaults)  # each file checked on its own, named
     else:
         cfg = check_config(merge(defaults, chosen), defaults, where="resumed run's config")
-    apply_flags(cfg, vars(args), {flag: key for flag, (key, _) in RELEASE_FLAGS.items()})
+    flags = {flag: key for flag, (key, _) in RELEASE_FLAGS.items()}
+    flags.update(METHODS[method].flag_keys)
+    apply_flags(cfg, vars(args), flags)
     if args.crop_size:
         cfg["data"]["crop_size"] = [args.crop_size[0], args.crop_size[-1]]
-    return check_config(apply_overrides(cfg, args.set), defaults)
+    return prepare_config(method, check_config(apply_overrides(cfg, args.set), defaults))
 
 
 def main(argv=None) -> int:
@@ -187,9 +189,9 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
             if stopped:
                 break
             if info.is_main:
-                for rel, net in trainer.exports(epoch).items():
+                for rel, obj in trainer.exports(epoch).items():  # a network, or a ready checkpoint dict
                     (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-                    save_atomic(unwrap(net).state_dict(), run_dir / rel)
+                    save_atomic(obj if isinstance(obj, dict) else unwrap(obj).state_dict(), run_dir / rel)
             save_position(epoch + 1, 0)
             log.info("epoch %d done (%d updates, %.0f s)", epoch, progress.global_step, time.time() - t0)
             if (max_steps is not None and progress.batches_done >= int(max_steps)) or interrupt.requested:
@@ -200,7 +202,9 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
     if info.enabled:
         check_replicas(run_dir, trainer.networks, world, info.is_main)
     if info.is_main:
-        if not stopped:
+        if not stopped and hasattr(trainer, "export_final"):
+            trainer.export_final(cfg["export"]["checkpoint_to"], progress.epoch - 1)
+        elif not stopped:
             export_student(cfg["export"]["student_to"], trainer, progress)
         log.info("%s after %d updates; weights in %s", "stopped" if stopped else "finished", progress.global_step,
                  run_dir)
@@ -222,9 +226,12 @@ def train_one(trainer, kind: str, batch: Dict[str, torch.Tensor], epoch: int, pr
     if dist_utils.any_true(bad is not None, device):
         raise TrainError(bad or f"another process met a non-finite {kind} loss at update {progress.global_step + 1}")
     opt, sched = trainer.optimisers[kind]
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    if hasattr(trainer, "update"):  # the method's own update (e.g. SGAFusion: AMP GradScaler, clipping)
+        trainer.update(kind, loss)
+    else:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
     sched.step()
     progress.global_step += 1
     values = {k: float(v) for k, v in terms.items()}

@@ -63,9 +63,13 @@ def log_images(writer, b: Dict[str, torch.Tensor], outs: Dict[str, Optional[torc
     """IR, VIS, the networks' outputs (colourised with the batch's chroma) and segment images, first sample."""
     from torchvision.utils import make_grid
     crcb = b["crcb"][:1] if "crcb" in b else None
-    writer.add_image("input/ir", b["ir"][0], step)
+    if "ir" in b:
+        writer.add_image("input/ir", b["ir"][0], step)
     if "y" in b:
         writer.add_image("input/vis", colourise(b["y"][:1], crcb)[0], step)
+    for key in ("vi", "image"):  # RGB visible inputs (SGAFusion)
+        if key in b:
+            writer.add_image(f"input/{key}", b[key][0].float().clamp(0, 1), step)
     for name, out in outs.items():
         if out is not None:
             out = out[:1].detach().float()

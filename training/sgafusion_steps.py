@@ -11,7 +11,8 @@ learning-rate schedule.
   ir (B, 1, H, W), label (B, H, W) int64 (ignore_index for unlabelled pixels), optional vi_gt
   (default: vi, as in the release). Loss = seg_weight * CE + fusion loss.
 - stage 3 (`stage3_step`): fusion fine-tune on degraded/clean pairs. Batch: vi (degraded), vi_gt
-  (clean), ir. Loss = fusion loss against the clean visible image.
+  (clean), ir, optional ir_gt (clean IR when the IR is degraded; default: ir). Loss = fusion loss
+  against the clean images.
 
 In stages 2 and 3 the cue comes from the (possibly degraded) visible input through the frozen cue
 encoder, without gradients, exactly as at test time.
@@ -71,7 +72,7 @@ def _fuse(net: SGAFusionNet, cue_encoder: ClipCueEncoder, batch: Mapping[str, to
 
 def _fusion_terms(settings: LossSettings, batch, fused) -> Tuple[torch.Tensor, Terms]:
     gt = batch.get("vi_gt", batch["vi"])
-    total, terms = fusion_loss(gt, batch["ir"], fused, settings.fusion)
+    total, terms = fusion_loss(gt, batch.get("ir_gt", batch["ir"]), fused, settings.fusion)
     return total, {k: v.detach() for k, v in terms.items()}
 
 

@@ -8,6 +8,7 @@ Config sections (docs/sgafusion.md, "Configuration"); every key is optional:
       cue_dim: 512          # width of the global cue (= cue.hidden)
       token_dim: null       # width of the patch tokens (null: cue_dim)
       heads: 2              # cross-attention heads
+      dehaze_pool: 32       # pool size feeding the dehaze expert's fc1 (release 32; tiny demos 4)
     cue:                    # build_cue
       clip_weights: ~/.cache/clip/ViT-B-32.pt   # OpenAI file, open_clip file or folder; null: random tower
       arch: ViT-B-32        # open_clip name for .safetensors/.bin files
@@ -35,13 +36,15 @@ from .network import SGAFusionNet
 
 VARIANTS: Dict[str, Dict[str, Dict[str, Any]]] = {
     "working": {
-        "model": {"variant": "working", "num_classes": 9, "cue_dim": 512, "token_dim": None, "heads": 2},
+        "model": {"variant": "working", "num_classes": 9, "cue_dim": 512, "token_dim": None, "heads": 2,
+                  "dehaze_pool": 32},
         "cue": {"clip_weights": None, "arch": "ViT-B-32", "tiny": None, "num_classes": 9, "hidden": 512,
                 "normalize": True, "resize": "bicubic", "tokens": True,
                 "lora": {"r": 4, "alpha": 1.0, "dropout": 0.0, "targets": list(LORA_TARGETS)}},
     },
     "release": {
-        "model": {"variant": "release", "num_classes": 9, "cue_dim": 512, "token_dim": None, "heads": 2},
+        "model": {"variant": "release", "num_classes": 9, "cue_dim": 512, "token_dim": None, "heads": 2,
+                  "dehaze_pool": 32},
         "cue": {"clip_weights": None, "arch": "ViT-B-32", "tiny": None, "num_classes": 9, "hidden": 512,
                 "normalize": False, "resize": "bicubic", "tokens": False, "lora": None},
     },
@@ -64,7 +67,7 @@ def build_net(section: Optional[Mapping[str, Any]] = None) -> SGAFusionNet:
     """SGAFusionNet from a `model:` section."""
     s = _settings(section, "model", None)
     return SGAFusionNet(variant=s["variant"], num_classes=int(s["num_classes"]), cue_dim=int(s["cue_dim"]),
-                        token_dim=s["token_dim"], heads=int(s["heads"]))
+                        token_dim=s["token_dim"], heads=int(s["heads"]), dehaze_pool=int(s["dehaze_pool"]))
 
 
 def build_cue(section: Optional[Mapping[str, Any]] = None, variant: str = "working") -> ClipCueEncoder:
@@ -147,10 +150,16 @@ def save_sgafusion(path: str | os.PathLike, net: SGAFusionNet, cue: ClipCueEncod
     """
     from utils.run_state import save_atomic
 
+    save_atomic(sgafusion_checkpoint(net, cue, include_cue_base, meta), path)
+
+
+def sgafusion_checkpoint(net: SGAFusionNet, cue: ClipCueEncoder, include_cue_base: bool = False,
+                         meta: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """The object save_sgafusion writes: {"net", "cue", "variant", **meta} (plain values, CPU tensors)."""
     obj = {"net": {k: v.detach().cpu() for k, v in net.state_dict().items()},
            "cue": cue_state_dict(cue, include_base=include_cue_base), "variant": net.variant}
     obj.update(dict(meta or {}))
-    save_atomic(obj, path)
+    return obj
 
 
 def load_sgafusion(path: str | os.PathLike, model: Optional[Mapping[str, Any]] = None,

@@ -105,10 +105,11 @@ class LowLightExpert(nn.Module):
 class ShallowMoE(nn.Module):
     """First visible-stream stage: gate over (dehaze, low-light, conv1x1) experts, LReLU(0.01) on the mix."""
 
-    def __init__(self, channels: int = 16, cue_dim: Optional[int] = None):
-        """channels: feature width (16); cue_dim: cue width for cue gating, or None (release)."""
+    def __init__(self, channels: int = 16, cue_dim: Optional[int] = None, dehaze_pool: int = 32):
+        """channels: feature width (16); cue_dim: cue width for cue gating, or None (release);
+        dehaze_pool: the dehaze expert's pool size (32 as the release; smaller for tiny demo models)."""
         super().__init__()
-        self.dehazenet = DehazeExpert(channels)
+        self.dehazenet = DehazeExpert(channels, dehaze_pool)
         self.lownet = LowLightExpert(channels)
         self.experts = conv1x1(channels, channels)
         self.gating_network = conv1x1(channels, 3)

@@ -25,15 +25,16 @@ VARIANTS = ("release", "working")
 class Encoder(nn.Module):
     """conv1 [moe1] conv2 moe2 conv3 moe3 conv4 moe4 at full resolution; shared by the visible and IR streams."""
 
-    def __init__(self, in_channels: int = 3, cue_dim: Optional[int] = None):
-        """in_channels: image channels (3; IR is given repeated); cue_dim: cue width for cue-gated experts, or None."""
+    def __init__(self, in_channels: int = 3, cue_dim: Optional[int] = None, dehaze_pool: int = 32):
+        """in_channels: image channels (3; IR is given repeated); cue_dim: cue width for cue-gated experts, or None;
+        dehaze_pool: pool size of moe1's dehaze expert (32 as the release)."""
         super().__init__()
         # Convs first, then adapters: the release's state_dict order.
         self.conv1 = ConvAct(in_channels, 16)
         self.conv2 = ConvAct(16, 32)
         self.conv3 = ConvAct(32, 64)
         self.conv4 = ConvAct(64, 128)
-        self.moe1 = ShallowMoE(16, cue_dim)
+        self.moe1 = ShallowMoE(16, cue_dim, dehaze_pool)
         self.moe2 = MoEAdapter(32, cue_dim=cue_dim)
         self.moe3 = MoEAdapter(64, cue_dim=cue_dim)
         self.moe4 = MoEAdapter(128, cue_dim=cue_dim)
@@ -78,17 +79,18 @@ class SGAFusionNet(nn.Module):
     """forward(vi, ir, cue, tokens) -> (seg logits (B, classes, H, W), fused RGB (B, 3, H, W), no activation)."""
 
     def __init__(self, variant: str = "working", num_classes: int = 9, cue_dim: int = 512,
-                 token_dim: Optional[int] = None, heads: int = 2):
+                 token_dim: Optional[int] = None, heads: int = 2, dehaze_pool: int = 32):
         """variant: "release" or "working"; num_classes: segmentation classes (9);
         cue_dim: width of the global cue (512); token_dim: width of the CLIP patch tokens (working
-        variant; default cue_dim); heads: cross-attention heads (2)."""
+        variant; default cue_dim); heads: cross-attention heads (2); dehaze_pool: pool size feeding
+        the dehaze expert's fc1 (32 as the release: fc1 has 32*32*32*256 weights; small demo models use 4)."""
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"models/sgafusion/network.py: variant must be one of {VARIANTS}, got {variant!r}")
         self.variant = variant
         gate_cue = cue_dim if variant == "working" else None
         # Registration order = the release's state_dict order: resnet, conv_block4, conv_block5, heads, cross.
-        self.resnet = Encoder(3, gate_cue)
+        self.resnet = Encoder(3, gate_cue, dehaze_pool)
         self.conv_block4 = DecoderBlock(256, 128, gate_cue)
         self.conv_block5 = DecoderBlock(128, 64, gate_cue)
         self.seg_head = conv1x1(64, num_classes)

@@ -1,0 +1,131 @@
+"""The training data of SGAFusion's three stages, as the batches of training/sgafusion_steps.py expects
+(docs/sgafusion.md, "Training").
+
+- stage 1 (`cue`): {image (3, H, W) degraded visible RGB, label () degradation class} from
+  data/degraded_pairs.py: synthesised on the fly from a folder of clean pairs (DegradedPairSet) or read
+  from scripts/make_degraded.py's labelled output (LabelledPairSet, `data.labels`).
+- stage 2 (`joint`): {vi (3, H, W) clean RGB, ir (1, H, W), label (H, W) int64} from a folder with
+  Ir/, Vis/ and Label/ (index maps, e.g. FMB's); pixels of `ignore_label` become -100 (ignored).
+- stage 3 (`finetune`): {vi degraded RGB, vi_gt clean RGB, ir (degraded when the class degrades the IR),
+  ir_gt clean IR} from the same degraded-pair sets as stage 1.
+
+Every item's randomness (class, strength, crop, flip) comes from (seed, epoch, index), so a resumed run
+sees the same items as an uninterrupted one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from data.dataset import LABEL_DIR_NAMES, uniform_crop
+from data.degraded_pairs import DegradedPairSet, LabelledPairSet, read_rgb
+from data.imageio import ImageReadError, read_index_map, read_ir
+from data.pairs import IR_DIR_NAMES, VIS_DIR_NAMES, PairingError, find_subdir, list_images, pair_folders
+
+IGNORE_INDEX = -100  # the segmentation loss's ignore index (losses/sgafusion.py)
+
+
+class SegPairSet(Dataset):
+    """Clean RGB/IR pairs with class-index maps: items {vi (3,H,W), ir (1,H,W), label (H,W) int64}.
+
+    Args:
+        root: folder with Ir/ (Inf, ir, IR), Vis/ (Vi, vi, VIS) and Label/ (label, Labels, labels).
+        num_classes: classes of the segmentation head; a label value >= num_classes (other than
+            ignore_label) is an error naming the file.
+        crop_size: (H, W) of the crops (uniform random position).
+        seed: base seed for crops and flips.
+        hflip: probability of a horizontal flip.
+        ignore_label: label value not trained on (FMB: 0, unlabelled), or None.
+    """
+
+    def __init__(self, root: str | Path, num_classes: int, crop_size: Sequence[int] = (192, 256), seed: int = 0,
+                 hflip: float = 0.5, ignore_label: Optional[int] = None):
+        root = Path(root)
+        pairing = pair_folders(find_subdir(root, IR_DIR_NAMES, "infrared"), find_subdir(root, VIS_DIR_NAMES, "visible"))
+        if not pairing.pairs:
+            raise PairingError(f"{root}: no IR/VIS pairs with matching names")
+        label_dir = find_subdir(root, LABEL_DIR_NAMES, "label",
+                                hint="stage 2 (joint segmentation + fusion) needs class-index maps in Label/")
+        labels = list_images(label_dir)
+        self.items: List[Tuple[str, Path, Path, Path]] = []
+        for name, ir, vis in pairing.pairs:
+            if name not in labels:
+                raise PairingError(f"{label_dir}: no label for pair '{name}'")
+            self.items.append((name, ir, vis, labels[name]))
+        self.num_classes, self.ignore_label = int(num_classes), ignore_label
+        self.crop = (int(crop_size[0]), int(crop_size[1]))
+        self.seed, self.hflip, self.epoch = int(seed), float(hflip), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _label(self, path: Path) -> np.ndarray:
+        label = read_index_map(path)
+        ignored = label == self.ignore_label if self.ignore_label is not None else np.zeros(label.shape, bool)
+        bad = (label < 0) | (label >= self.num_classes)
+        if (bad & ~ignored).any():
+            raise ImageReadError(f"{path}: label values {sorted(set(np.unique(label[bad & ~ignored]).tolist()))} "
+                                 f"outside 0..{self.num_classes - 1} (set model.num_classes or data.ignore_label)")
+        return np.where(ignored, IGNORE_INDEX, label)
+
+    def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
+        name, ir_path, vis_path, label_path = self.items[index]
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        ir, vis, label = read_ir(ir_path), read_rgb(vis_path), self._label(label_path)
+        h, w = ir.shape
+        for arr, path in ((vis, vis_path), (label, label_path)):
+            if arr.shape[:2] != (h, w):
+                raise ImageReadError(f"{path}: size {arr.shape[1]}x{arr.shape[0]} differs from {ir_path.name} ({w}x{h})")
+        ch, cw = self.crop
+        if h < ch or w < cw:
+            raise ImageReadError(f"{ir_path}: image {w}x{h} is smaller than the crop {cw}x{ch} (lower data.crop_size)")
+        top, left = uniform_crop((h, w), self.crop, rng)
+        flip = bool(rng.uniform() < self.hflip)
+        window = (slice(top, top + ch), slice(left, left + cw))
+        vis, ir, label = vis[window].transpose(2, 0, 1), ir[window][None], label[window]
+        if flip:
+            vis, ir, label = vis[:, :, ::-1], ir[:, :, ::-1], label[:, ::-1]
+        return {"vi": torch.from_numpy(np.ascontiguousarray(vis, dtype=np.float32)),
+                "ir": torch.from_numpy(np.ascontiguousarray(ir, dtype=np.float32)),
+                "label": torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64))}
+
+
+class StageView(Dataset):
+    """A degraded-pair set (DegradedPairSet / LabelledPairSet) with its items renamed for one stage.
+
+    stage "cue": {image, label}; stage "finetune": {vi, vi_gt, ir, ir_gt}.
+    """
+
+    KEYS = {"cue": {"image": "vis", "label": "label"},
+            "finetune": {"vi": "vis", "vi_gt": "vis_clean", "ir": "ir", "ir_gt": "ir_clean"}}
+
+    def __init__(self, base: Dataset, stage: str):
+        if stage not in self.KEYS:
+            raise ValueError(f"training/sgafusion_data.py: no degraded-pair view for stage {stage!r}")
+        self.base, self.keys = base, self.KEYS[stage]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
+        item = self.base[index]
+        return {new: item[old] for new, old in self.keys.items()}
+
+
+def degraded_set(root: str | Path, labels: Optional[str], classes: Sequence[str], crop_size: Sequence[int],
+                 seed: int, hflip: float, strength_range: Sequence[float]) -> Dataset:
+    """DegradedPairSet on `root` (synthesised on the fly), or LabelledPairSet of the CSV `labels`."""
+    if labels:
+        return LabelledPairSet(labels, classes=classes, crop_size=crop_size, seed=seed, hflip=hflip)
+    return DegradedPairSet(root, classes=classes, crop_size=crop_size, seed=seed, hflip=hflip,
+                           strength_range=strength_range)
