@@ -1,4 +1,4 @@
-"""Fuse every IR/VIS pair of a folder with the SAGE student.
+"""Fuse every IR/VIS pair of a folder with the SAGE student (default) or SGAFusion (--method sgafusion).
 
     python test.py                                   # demo pairs -> result/test/ with the demo checkpoint
     python test.py --checkpoint checkpoints/checkpoints.pt --img_dir DIR --save_path OUT/
@@ -7,6 +7,7 @@
     python test.py ... --tile 1024 --overlap 64      # very large images in bounded memory
     python test.py ... --config my.yaml --set grid=true  # files merged over configs/test.yaml, then --set
     python test.py ... --naming release --pad_multiple 1 # exactly the release's files (name, format, JPEG quality)
+    python test.py --method sgafusion                # SGAFusion, with checkpoints/sgafusion_demo.pt by default
     torchrun --nproc_per_node=4 test.py ...          # pairs split between processes
 
 Defaults live in configs/test.yaml; --config files merge over them in order, then --set KEY=VALUE, then
@@ -46,9 +47,10 @@ from utils.device import DeviceError, pick_device
 
 ROOT = Path(__file__).resolve().parent
 DEFAULTS = ROOT / "configs" / "test.yaml"  # lists every key test.py reads; --config files merge over it
-FLAGS = ("checkpoint", "img_dir", "ir_dir", "vis_dir", "save_path", "device", "grid", "overwrite", "pad_multiple",
+FLAGS = ("method", "checkpoint", "img_dir", "ir_dir", "vis_dir", "save_path", "device", "grid", "overwrite", "pad_multiple",
          "engine", "onnx", "tile", "overlap", "tile_above", "batch_size", "workers", "evaluate", "metrics",
          "keep_freed_memory", "naming")
+METHODS = ("sage", "sgafusion")  # sage: the student through models/engines; sgafusion: models/sgafusion/engine.py
 NAMINGS = ("png", "release")  # png: <name>.png (OpenCV, lossless); release: <name><VIS extension> via PIL
 COLOUR_ROWS = 1024  # colour restoration of huge outputs runs in strips of this many rows (bounded memory)
 
@@ -59,7 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="YAML file merged over configs/test.yaml (repeatable: later files win); a partial file is fine")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key after the --config files, e.g. --set workers=0")
-    p.add_argument("--checkpoint", help="student weights (.pt): the release's checkpoints.pt, a train.py epoch file or last.pt")
+    p.add_argument("--method", choices=METHODS, help="fusion method: sage (default) or sgafusion")
+    p.add_argument("--checkpoint", help="sage: student weights (.pt): the release's checkpoints.pt, a train.py epoch file "
+                                        "or last.pt; sgafusion: a train.py sgafusion/epoch_N.pt or exported file")
     p.add_argument("--img_dir", help="folder holding Ir/ (Inf, ir, IR) and Vis/ (Vi, vi, VIS)")
     p.add_argument("--ir_dir", help="infrared folder (instead of --img_dir)")
     p.add_argument("--vis_dir", help="visible folder (instead of --img_dir)")
@@ -96,6 +100,10 @@ def build_config(args: argparse.Namespace) -> dict:
     cfg = check_config(apply_flags(cfg, vars(args), {f: f for f in FLAGS}), reference)
     if cfg.get("naming") not in NAMINGS:
         raise ConfigError(f"config key 'naming' expects one of {', '.join(NAMINGS)}, got {cfg.get('naming')!r}")
+    if cfg.get("method") not in METHODS:
+        raise ConfigError(f"config key 'method' expects one of {', '.join(METHODS)}, got {cfg.get('method')!r}")
+    if cfg["method"] == "sgafusion" and cfg["checkpoint"] == reference["checkpoint"]:
+        cfg["checkpoint"] = cfg["sgafusion"]["checkpoint"]  # the SAGE default means: this method's default
     return cfg
 
 
@@ -140,19 +148,59 @@ def fused_image(fused: torch.Tensor, vis: torch.Tensor, colour: bool) -> np.ndar
     return out
 
 
+class SageMethod:
+    """SAGE's side of fuse_folder: YCrCb pairs, the student engine (padded, tiled when large), colour restoration.
+
+    SGAFusion's counterpart is models/sgafusion/engine.py: SGAFusionMethod (same methods)."""
+    tiles = True
+
+    def __init__(self, engine, cfg: dict):
+        self.engine = engine
+        self.tiling = dict(multiple=int(cfg.get("pad_multiple") or 4), tile=cfg.get("tile") or None,
+                           overlap=int(cfg.get("overlap") if cfg.get("overlap") is not None else 64),
+                           tile_above=cfg.get("tile_above") or None)
+
+    @property
+    def name(self) -> str:
+        return self.engine.name
+
+    def describe(self) -> str:
+        return self.engine.describe()
+
+    @staticmethod
+    def dataset(pairs):
+        return PairDataset(pairs)
+
+    def fuse(self, group: List[dict], progress=None) -> torch.Tensor:
+        if len(group) == 1:  # views, no copies (matters for huge images)
+            y, ir = group[0]["vis"][None, 0:1], group[0]["ir"][None]
+        else:
+            y = torch.stack([it["vis"][0:1] for it in group])
+            ir = torch.stack([it["ir"] for it in group])
+        return fuse_image(self.engine, y, ir, progress=progress, **self.tiling).float().cpu()
+
+    @staticmethod
+    def image(item: dict, fused: torch.Tensor) -> np.ndarray:
+        return fused_image(fused, item["vis"], item["colour"])
+
+    @staticmethod
+    def grid(item: dict, img: np.ndarray) -> np.ndarray:
+        return comparison_grid(item["ir"], item["vis"], item["colour"], img)
+
+
 def save_outputs(item: dict, fused: torch.Tensor, save: Path, grid: bool, out: Optional[Path] = None,
-                 naming: str = "png") -> None:
-    """Colour restoration, encoding and atomic writes of one pair (runs in the writer thread).
+                 naming: str = "png", method=SageMethod) -> None:
+    """The method's encoding (SAGE: colour restoration) and atomic writes of one pair (runs in the writer thread).
 
     out: the fused image's path (default <save>/<name>.png); naming release writes it as the release does."""
-    img = fused_image(fused, item["vis"], item["colour"])
+    img = method.image(item, fused)
     out = out or save / f"{item['name']}.png"
     if naming == "release":
         write_like_release(out, img)
     else:
         write_image_atomic(out, img)
     if grid:
-        write_image_atomic(save / "grid" / f"{item['name']}.png", comparison_grid(item["ir"], item["vis"], item["colour"], img))
+        write_image_atomic(save / "grid" / f"{item['name']}.png", method.grid(item, img))
 
 
 class TileBar:
@@ -172,9 +220,10 @@ class TileBar:
             self.bar.close()
 
 
-def fuse_folder(engine, pairs, cfg: dict, save: Path, show_progress: bool = True,
+def fuse_folder(method, pairs, cfg: dict, save: Path, show_progress: bool = True,
                 outputs: Optional[Dict[str, Path]] = None) -> dict:
-    """Fuse `pairs` with `engine`; returns {fused, failed [(name, reason)], times [s per pair]}.
+    """Fuse `pairs` with `method` (SageMethod or SGAFusionMethod); returns {fused, failed [(name, reason)],
+    times [s per pair]}.
 
     outputs: name -> fused image path (default <save>/<name>.png). Decoding runs in DataLoader workers and
     encoding/writing in a thread, both overlapping the network.
@@ -184,11 +233,8 @@ def fuse_folder(engine, pairs, cfg: dict, save: Path, show_progress: bool = True
     out_of = lambda name: outputs.get(name) or save / f"{name}.png"
     batch_size = max(1, int(cfg.get("batch_size") or 1))
     workers = max(0, min(int(cfg.get("workers") or 0), len(pairs) - 1))
-    loader = DataLoader(PairDataset(pairs), batch_size=batch_size, num_workers=workers, collate_fn=list,
+    loader = DataLoader(method.dataset(pairs), batch_size=batch_size, num_workers=workers, collate_fn=list,
                         persistent_workers=False, prefetch_factor=2 if workers else None)
-    tiling = dict(multiple=int(cfg.get("pad_multiple") or 4), tile=cfg.get("tile") or None,
-                  overlap=int(cfg.get("overlap") if cfg.get("overlap") is not None else 64),
-                  tile_above=cfg.get("tile_above") or None)
     fused, failed, times = 0, [], []
     pending: List[Tuple[str, Future]] = []
     bar = tqdm(total=len(pairs), desc="fusing", unit="pair", dynamic_ncols=True, disable=not show_progress)
@@ -212,18 +258,13 @@ def fuse_folder(engine, pairs, cfg: dict, save: Path, show_progress: bool = True
                     failed.append((group[0]["name"], group[0]["error"]))
                     bar.update(1)
                     continue
-                if len(group) == 1:  # views, no copies (matters for huge images)
-                    y, ir = group[0]["vis"][None, 0:1], group[0]["ir"][None]
-                else:
-                    y = torch.stack([it["vis"][0:1] for it in group])
-                    ir = torch.stack([it["ir"] for it in group])
                 tiles = TileBar(f"tiles of {group[0]['name']}", show_progress)
                 t0 = time.perf_counter()
                 try:
-                    out = fuse_image(engine, y, ir, progress=tiles, **tiling).float().cpu()
+                    out = method.fuse(group, tiles)
                 except Exception as exc:  # noqa: BLE001 - engine errors (ORT, OOM...): recorded, the run goes on
                     reason = first_line(exc)[:200]
-                    failed.extend((it["name"], f"{engine.name} engine failed: {reason}") for it in group)
+                    failed.extend((it["name"], f"{method.name} engine failed: {reason}") for it in group)
                     bar.update(len(group))
                     continue
                 finally:
@@ -232,7 +273,7 @@ def fuse_folder(engine, pairs, cfg: dict, save: Path, show_progress: bool = True
                 times.extend([dt / len(group)] * len(group))
                 for it, f in zip(group, out):
                     pending.append((it["name"], writer.submit(save_outputs, it, f, save, bool(cfg.get("grid")),
-                                                              out_of(it["name"]), naming)))
+                                                              out_of(it["name"]), naming, method)))
                 collect(block_above=2 * batch_size)  # bounded: at most a few images wait for the writer
                 bar.update(len(group))
         collect(block_above=0)
@@ -283,6 +324,36 @@ def evaluate_outputs(ir_dir: Path, vis_dir: Path, save: Path, names: List[str], 
     return lines
 
 
+def build_sage(cfg: dict, device: torch.device):
+    """(SageMethod, description of the weights) from the config: the student checkpoint or an ONNX file."""
+    name = cfg.get("engine") or "auto"
+    if name == "auto" and cfg.get("onnx"):
+        name = "onnx"  # an ONNX file was given: use it
+    model = None
+    if not (name == "onnx" and cfg.get("onnx")):
+        ckpt = Path(cfg["checkpoint"])
+        if not ckpt.is_file() and ckpt.name == "checkpoints.pt":  # the authors' file, not downloaded yet
+            raise CheckpointError(f"{ckpt}: no such checkpoint file; get the authors' weights with "
+                                  "`python scripts/download_weights.py` (writes checkpoints/checkpoints.pt)")
+        model = load_student(ckpt, device)
+    weights = f"ONNX file {cfg['onnx']}" if model is None else f"checkpoint {cfg['checkpoint']}"
+    if model is not None and Path(cfg["checkpoint"]).name == "sage_student_demo.pt":
+        weights += (" (the demo student, trained on synthetic data; for real images the authors' "
+                    "checkpoints/checkpoints.pt from scripts/download_weights.py)")
+    return SageMethod(build_engine(name, model, onnx_path=cfg.get("onnx"), device=device), cfg), weights
+
+
+def build_sgafusion(cfg: dict, device: torch.device):
+    """(SGAFusionMethod, description of the weights) from the checkpoint and the `sgafusion:` section."""
+    from models.sgafusion.engine import SGAFusionMethod, load_sgafusion_file
+    section = cfg["sgafusion"]
+    net, cue, info = load_sgafusion_file(cfg["checkpoint"], device, section["model"], section["cue"])
+    weights = f"checkpoint {cfg['checkpoint']}"
+    if Path(cfg["checkpoint"]).name == "sgafusion_demo.pt":
+        weights += " (the SGAFusion demo: a tiny random CLIP, trained a few minutes on synthetic data)"
+    return SGAFusionMethod(net, cue, device, autocast=bool(section["autocast"])), weights
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     info = distributed.env_info()
@@ -292,21 +363,10 @@ def main(argv=None) -> int:
         ir_dir, vis_dir = resolve_dirs(cfg.get("img_dir"), cfg.get("ir_dir"), cfg.get("vis_dir"))
         if cfg.get("keep_freed_memory", True) and device.type == "cpu":
             keep_freed_memory()  # no page faults for each new ~100 MB feature map (utils/memory.py)
-        name = cfg.get("engine") or "auto"
-        if name == "auto" and cfg.get("onnx"):
-            name = "onnx"  # an ONNX file was given: use it
-        model = None
-        if not (name == "onnx" and cfg.get("onnx")):
-            ckpt = Path(cfg["checkpoint"])
-            if not ckpt.is_file() and ckpt.name == "checkpoints.pt":  # the authors' file, not downloaded yet
-                raise CheckpointError(f"{ckpt}: no such checkpoint file; get the authors' weights with "
-                                      "`python scripts/download_weights.py` (writes checkpoints/checkpoints.pt)")
-            model = load_student(ckpt, device)
-        weights = f"ONNX file {cfg['onnx']}" if model is None else f"checkpoint {cfg['checkpoint']}"
-        if model is not None and Path(cfg["checkpoint"]).name == "sage_student_demo.pt":
-            weights += (" (the demo student, trained on synthetic data; for real images the authors' "
-                        "checkpoints/checkpoints.pt from scripts/download_weights.py)")
-        engine = build_engine(name, model, onnx_path=cfg.get("onnx"), device=device)
+        if cfg["method"] == "sgafusion":
+            method, weights = build_sgafusion(cfg, device)
+        else:
+            method, weights = build_sage(cfg, device)
         metric_names = None
         if cfg.get("evaluate"):
             from metrics import MetricNameError, parse_metric_list
@@ -317,6 +377,9 @@ def main(argv=None) -> int:
     except (ConfigError, DeviceError, PairingError, CheckpointError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if cfg.get("tile") and not method.tiles:
+        print(f"note: --tile ignored: {method.name} fuses whole images (its degradation cue and the dehaze "
+              "expert's atmospheric light are computed from the whole image, so tiles would change the result)")
 
     save = Path(cfg["save_path"])
     pairing = pair_folders(ir_dir, vis_dir)
@@ -331,7 +394,7 @@ def main(argv=None) -> int:
     todo = [p for p in mine if cfg.get("overwrite") or not outputs[p[0]].exists()]
     kept_pairs = [p for p in mine if p not in todo]
     t_start = time.perf_counter()
-    result = fuse_folder(engine, todo, cfg, save, show_progress=info.is_main, outputs=outputs)
+    result = fuse_folder(method, todo, cfg, save, show_progress=info.is_main, outputs=outputs)
     result.update(kept=len(kept_pairs), wall=time.perf_counter() - t_start)
     if cfg.get("grid") and kept_pairs:  # grids of kept outputs come from the files already there
         result["grids"] = grids_for_kept(kept_pairs, outputs, save)
@@ -356,7 +419,7 @@ def main(argv=None) -> int:
             parts.append(f"{unpaired} without partner")
         print(f"{', '.join(parts)} | {speed} on {device} | output: {save}")
         procs = f", {info.world_size} processes" if info.enabled else ""
-        print(f"  engine: {engine.describe()}, batch {cfg.get('batch_size') or 1}, "
+        print(f"  engine: {method.describe()}, batch {cfg.get('batch_size') or 1}, "
               f"{cfg.get('workers') or 0} loader worker(s){procs}; wall {max(r['wall'] for r in results):.1f} s")
         print(f"  weights: {weights}")
         grids = [r["grids"] for r in results if "grids" in r]
