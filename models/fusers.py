@@ -133,14 +133,18 @@ register_fuser("sage", sage_fuser)
 register_fuser("average", average_fuser, needs_checkpoint=False)
 
 
-# ==================================================================================================
-# REGISTRATION POINT FOR SGAFUSION (filled in by the integrator)
-# Replace the body of `sgafusion_fuser` with: load the SGAFusion network and its CLIP degradation cue
-# from `checkpoint` on `device` and return a Fuser (uint8 RGB/grey VIS + uint8 IR -> uint8 like VIS),
-# producing exactly what `test.py --method sgafusion` writes.
-# ==================================================================================================
 def sgafusion_fuser(checkpoint: Optional[str], device: torch.device) -> Fuser:
-    raise FuserError("fusion method 'sgafusion' is not wired into models/fusers.py yet")
+    """SGAFusion (network + CLIP degradation cue) from a save_sgafusion checkpoint, exactly as
+    test.py --method sgafusion fuses 8-bit files (models/sgafusion/engine.py; docs/sgafusion.md)."""
+    from .sgafusion.engine import SGAFusionMethod, load_sgafusion_file, sgafusion_uint8_fuser
+
+    net, cue, _ = load_sgafusion_file(checkpoint, device)
+    inner = sgafusion_uint8_fuser(SGAFusionMethod(net, cue, device))
+
+    def fuse(vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
+        _check_inputs(vis, ir)
+        return inner(vis, ir)
+    return fuse
 
 
 register_fuser("sgafusion", sgafusion_fuser)
