@@ -2,6 +2,7 @@
 
     python train.py --config configs/fmb.yaml --root_dir path/to/FMB/train
     python train.py --config configs/demo.yaml                         # a few minutes on a CPU
+    python train.py --config configs/sgafusion/stage2_joint.yaml ...    # SGAFusion, one stage per run
     python train.py --resume runs/sage_fmb/last.pt                      # continue an interrupted run
     torchrun --nproc_per_node=2 train.py --config configs/fmb.yaml ...  # DistributedDataParallel
 
@@ -10,8 +11,9 @@ The config's `method:` key picks the method (default sage); its defaults file li
 The release's flag names work (--batch_size --epochs --crop_size --root_dir --use_mask_num ...); any
 config key can be set with --set section.key=value.
 
-A run writes <run>/<network>/epoch_N.pt, <run>/last.pt (everything needed to resume), <run>/train.log,
-<run>/tb/ (TensorBoard), <run>/losses.csv and <run>/loss_curves.png. See docs/training.md.
+A run writes <run>/<network>/epoch_N.pt (SGAFusion: <run>/sgafusion/epoch_N.pt), <run>/last.pt (everything
+needed to resume), <run>/train.log, <run>/tb/ (TensorBoard), <run>/losses.csv and <run>/loss_curves.png.
+See docs/training.md (SAGE) and docs/sgafusion.md (SGAFusion).
 """
 from __future__ import annotations
 
