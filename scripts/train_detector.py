@@ -51,8 +51,7 @@ log = logging.getLogger("train_detector")
 # command-line flag -> config key
 FLAG_KEYS = {"images": "images", "labels": "labels", "val_images": "val_images", "val_labels": "val_labels",
              "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr", "device": "device",
-             "arch": "model.arch", "weights": "model.weights", "workers": "train.workers", "seed": "seed",
-             "max_steps": "train.max_steps"}
+             "arch": "model.arch", "weights": "model.weights", "workers": "train.workers", "seed": "seed"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -72,7 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--val_labels", help="their box files")
     p.add_argument("--workers", type=int, help="data loader processes")
     p.add_argument("--seed", type=int)
-    p.add_argument("--max_steps", type=int, help="stop after this many steps (writes last.pt; for tests)")
+    p.add_argument("--max_steps", type=int, help="stop after this many steps in total (writes last.pt; not kept "
+                                                 "for --resume)")
     p.add_argument("--allow_missing_labels", action="store_true",
                    help="skip images without a label file instead of stopping (each is listed)")
     return p.parse_args(argv)
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     device = dist_utils.local_device(device, info)
     run_dir = Path(args.resume).parent if args.resume else Path(args.out)
     try:
-        return run(cfg, device, info, resumed, run_dir, args.allow_missing_labels)
+        return run(cfg, device, info, resumed, run_dir, args.allow_missing_labels, args.max_steps)
     except (ConfigError, PairingError, ImageReadError, LabelError, WeightsError, ResumeError, FloatingPointError,
             ValueError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
 
 
 def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo, resumed: Optional[Dict[str, Any]],
-        run_dir: Path, allow_missing: bool = False) -> int:
+        run_dir: Path, allow_missing: bool = False, max_steps: Optional[int] = None) -> int:
     model_cfg, train = cfg.get("model", {}), cfg.get("train", {})
     classes = list(cfg.get("classes"))
     seed = int(cfg.get("seed", 0))
@@ -224,7 +224,6 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo, re
                                          allow_missing, report=report), classes)
     eval_every = int(train.get("eval_every", 1))
     every = int(train.get("checkpoint_every", 0))
-    max_steps = train.get("max_steps")
     clip = float(train.get("clip_grad", 10.0))
     stopped = False
     t0 = time.time()

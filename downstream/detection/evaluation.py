@@ -120,16 +120,20 @@ def _pycoco_from_dict(COCO, gt_dict: dict):
     return coco
 
 
-def format_table(rows: Dict[str, DetectionScores], class_names: Sequence[str]) -> List[List[str]]:
-    """Header + one row per method: method, mAP50, mAP50-95, then AP50-95 of each class (percent, 2 decimals)."""
-    def pct(v: float) -> str:
-        return "n/a" if v is None or not math.isfinite(v) else f"{100 * v:.2f}"
+def pct(v: Optional[float]) -> str:
+    """A fraction as percent with 2 decimals ('n/a' for NaN / None)."""
+    return "n/a" if v is None or not math.isfinite(v) else f"{100 * v:.2f}"
 
-    header = ["method", "mAP50", "mAP50-95"] + [f"AP50-95 {n}" for n in class_names]
+
+def format_table(rows: Dict[str, DetectionScores], class_names: Sequence[str], per_class: str = "AP50"
+                 ) -> List[List[str]]:
+    """Header + one row per method: method, mAP50, mAP50-95, then `per_class` (AP50 or AP50_95) of each
+    class, in percent with 2 decimals ('n/a': the class has no ground truth)."""
+    header = ["method", "mAP50", "mAP50-95"] + [f"{n} {per_class.replace('_', '-')}" for n in class_names]
     out = [header]
     for method, s in rows.items():
         out.append([method, pct(s.mAP50), pct(s.mAP50_95)] +
-                   [pct(s.per_class.get(n, {}).get("AP50_95", math.nan)) for n in class_names])
+                   [pct(s.per_class.get(n, {}).get(per_class, math.nan)) for n in class_names])
     return out
 
 
@@ -140,4 +144,4 @@ def markdown(table: List[List[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["DetectionScores", "evaluate_detections", "coco_records", "format_table", "markdown"]
+__all__ = ["DetectionScores", "evaluate_detections", "coco_records", "format_table", "markdown", "pct"]
