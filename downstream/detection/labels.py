@@ -59,8 +59,13 @@ def make_boxes(rows: Sequence[Sequence[float]], labels: Sequence[int],
     return Boxes(xyxy, lab, sc)
 
 
-def clip_boxes(boxes: Boxes, width: int, height: int, where: str) -> Boxes:
-    """Clip boxes to [0, W] x [0, H]; warn (naming `where`) for each clipped box; drop boxes left without area."""
+def clip_boxes(boxes: Boxes, width: int, height: int, where: str, predictions: bool = False) -> Boxes:
+    """Clip boxes to [0, W] x [0, H] with a LabelWarning naming `where`.
+
+    Ground truth: one warning per clipped box; a box left without area is dropped (with a warning).
+    Predictions: one warning per file with the count; boxes without area are kept (they can match
+    nothing, so they count as false positives, as the detector made them).
+    """
     if len(boxes) == 0:
         return boxes
     lo = np.zeros(4)
@@ -68,14 +73,19 @@ def clip_boxes(boxes: Boxes, width: int, height: int, where: str) -> Boxes:
     clipped = np.clip(boxes.xyxy, lo, hi)
     # a thousandth of a pixel is rounding in a text file (6 decimals of a normalised value), not an error
     moved = np.any(np.abs(clipped - boxes.xyxy) > 1e-3, axis=1)
+    if predictions:
+        if moved.any():
+            warnings.warn(f"{where}: {int(moved.sum())} predicted box(es) reach outside the {width}x{height} "
+                          f"image; clipped to it", LabelWarning, stacklevel=3)
+        return Boxes(clipped, boxes.labels, boxes.scores)
     keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
     for i in np.flatnonzero(moved & keep):
         warnings.warn(f"{where}: box {i + 1} {np.round(boxes.xyxy[i], 2).tolist()} reaches outside the "
                       f"{width}x{height} image; clipped to {np.round(clipped[i], 2).tolist()}", LabelWarning,
-                      stacklevel=2)
+                      stacklevel=3)
     for i in np.flatnonzero(~keep):
-        warnings.warn(f"{where}: box {i + 1} {np.round(boxes.xyxy[i], 2).tolist()} lies outside the "
-                      f"{width}x{height} image (no area left after clipping); dropped", LabelWarning, stacklevel=2)
+        warnings.warn(f"{where}: box {i + 1} {np.round(boxes.xyxy[i], 2).tolist()} has no area inside the "
+                      f"{width}x{height} image; dropped", LabelWarning, stacklevel=3)
     return Boxes(clipped[keep], boxes.labels[keep], None if boxes.scores is None else boxes.scores[keep])
 
 
@@ -123,7 +133,8 @@ def read_yolo(path: str | os.PathLike, num_classes: int, width: int, height: int
         labels.append(int(cls))
         if with_conf:
             scores.append(values[5])
-    return clip_boxes(make_boxes(rows, labels, scores if with_conf else None), width, height, str(path))
+    return clip_boxes(make_boxes(rows, labels, scores if with_conf else None), width, height, str(path),
+                      predictions=with_conf)
 
 
 def yolo_lines(boxes: Boxes, width: int, height: int) -> List[str]:

@@ -82,9 +82,14 @@ def test_box_outside_the_image_is_clipped_with_a_warning(tmp_path):
         b = read_yolo(f, 6, 100, 100)
     messages = [str(r.message) for r in rec]
     assert any("clipped to [85.0, 40.0, 100.0, 60.0]" in m and str(f) in m for m in messages)
-    assert any("dropped" in m for m in messages)  # the second box lies wholly outside
+    assert any("no area inside the 100x100 image; dropped" in m for m in messages)  # the second box lies wholly outside
     np.testing.assert_allclose(b.xyxy, [[85, 40, 100, 60], [40, 40, 60, 60]])
     assert b.labels.tolist() == [0, 2]
+    # predictions: one warning per file; boxes without area are kept (they are false positives)
+    p = write(tmp_path / "p.txt", "0 0.95 0.5 0.2 0.2 0.9\n1 1.5 0.5 0.2 0.2 0.8\n")
+    with pytest.warns(LabelWarning, match=r"p.txt: 2 predicted box\(es\) reach outside the 100x100 image"):
+        b = read_yolo(p, 6, 100, 100, with_conf=True)
+    np.testing.assert_allclose(b.xyxy, [[85, 40, 100, 60], [100, 40, 100, 60]])
 
 
 def test_voc_reader_m3fd_classes(tmp_path):
