@@ -214,6 +214,9 @@ def load_pretrained(detector: Detector, path: str | os.PathLike, freeze_bn: bool
     state = _read_state(path, "--weights")
     state = state.get("model", state) if isinstance(state.get("model"), dict) else state
     net = detector.net
+    if not any(k.endswith("num_batches_tracked") for k in state):
+        # saved from a model with frozen BatchNorm (torchvision's pretrained files): freeze ours to match
+        detector.frozen_bn = freeze_batchnorm(net.backbone) > 0 or detector.frozen_bn
     if any(k.startswith("backbone.") for k in state):
         replaced = _load_strict(net, state, path, CLASS_HEAD_KEYS[_family(detector.arch)])
         what = f"detector weights from {path}" + (f" (class layers re-initialised: {_key_list(replaced)})"
