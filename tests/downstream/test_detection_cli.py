@@ -65,23 +65,42 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert "needs --images" in capsys.readouterr().err
 
 
-def test_checkpoint_and_methods_table_and_plot(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def methods_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("methods")
     torch.manual_seed(0)
     save_checkpoint(build_detector("tiny", ["People", "Car", "Bus", "Lamp", "Motorcycle", "Truck"], 96, 128),
-                    tmp_path / "det.pt")
-    vis = tmp_path / "vis"
+                    tmp / "det.pt")
+    vis = tmp / "vis"
     shutil.copytree(ROOT / "data/demo/test/Vis", vis)
     rows = eval_detection.main(["--labels", str(TEST_BOXES), "--methods", f"ir={TEST_IMAGES},vis={vis}",
-                                "--checkpoint", str(tmp_path / "det.pt"), "--out_dir", str(tmp_path / "o"),
-                                "--save_predictions", str(tmp_path / "p"), "--no_progress"])
+                                "--checkpoint", str(tmp / "det.pt"), "--out_dir", str(tmp / "o"),
+                                "--save_predictions", str(tmp / "p"), "--no_progress"])
+    return tmp, rows
+
+
+def test_checkpoint_and_methods_table_and_plot(methods_run, capsys):
+    tmp, rows = methods_run
     assert list(rows) == ["ir", "vis"]
+    assert (tmp / "o" / "detection.png").stat().st_size > 1000
+    assert [r["method"] for r in csv.DictReader(open(tmp / "o" / "detection.csv"))] == ["ir", "vis"]
+    assert sorted(p.name for p in (tmp / "p" / "ir").iterdir()) == ["test_000.txt", "test_001.txt", "test_002.txt"]
+
+
+def test_methods_last_lines(tmp_path, capsys):
+    copy_predictions(TEST_BOXES, tmp_path / "pred")
+    save_checkpoint(build_detector("tiny", ["People", "Car", "Bus", "Lamp", "Motorcycle", "Truck"], 64, 96),
+                    tmp_path / "det.pt")
+    eval_detection.main(["--labels", str(TEST_BOXES), "--methods", f"a={TEST_IMAGES},b={TEST_IMAGES}",
+                         "--checkpoint", f"a={tmp_path / 'det.pt'},b={tmp_path / 'det.pt'}",
+                         "--out_dir", str(tmp_path / "o"), "--no_progress"])
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-2].startswith("ir mAP50 ") and lines[-1].startswith("vis mAP50 ")
-    assert (tmp_path / "o" / "detection.png").stat().st_size > 1000
-    assert len(list(csv.DictReader(open(tmp_path / "o" / "detection.csv")))) == 2
-    assert sorted(p.name for p in (tmp_path / "p" / "ir").iterdir()) == ["test_000.txt", "test_001.txt",
-                                                                          "test_002.txt"]
-    # the saved predictions score the same as the detector did
+    assert lines[-2].startswith("a mAP50 ") and lines[-1].startswith("b mAP50 ") and lines[-1].count(" ") == 4
+    assert lines[-2].split()[1:] == lines[-1].split()[1:]  # same detector, same images
+
+
+def test_saved_predictions_score_as_the_detector_did(methods_run):
+    tmp, rows = methods_run
     again = eval_detection.main(["--images", str(TEST_IMAGES), "--labels", str(TEST_BOXES), "--predictions",
-                                 str(tmp_path / "p" / "ir"), "--out_dir", str(tmp_path / "o2")])
+                                 str(tmp / "p" / "ir"), "--out_dir", str(tmp / "o2")])
     assert again["predictions"].mAP50_95 == pytest.approx(rows["ir"].mAP50_95, abs=2e-3)

@@ -54,22 +54,38 @@ def final_weights(run):
     return torch.load(str(run / "detector.pt"), weights_only=True)["model"]
 
 
-def test_script_trains_saves_and_resumes_exactly(config, tmp_path):
-    args = ["--config", config, "--images", IMAGES, "--labels", BOXES]
-    full, part = tmp_path / "full", tmp_path / "part"
-    assert train_detector.main(args + ["--out", str(full)]) == 0
-    assert {"last.pt", "detector.pt", "losses.csv", "train.log", "tb"} <= {p.name for p in full.iterdir()}
-    ckpt = torch.load(str(full / "detector.pt"), weights_only=True)
+@pytest.fixture(scope="module")
+def full_run(config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "full"
+    assert train_detector.main(["--config", config, "--images", IMAGES, "--labels", BOXES, "--out", str(out)]) == 0
+    return out
+
+
+def test_script_trains_and_saves(full_run):
+    assert {"last.pt", "detector.pt", "losses.csv", "train.log", "tb"} <= {p.name for p in full_run.iterdir()}
+    ckpt = torch.load(str(full_run / "detector.pt"), weights_only=True)
     assert ckpt["loss_after"] < ckpt["loss_before"] and ckpt["steps"] == 4
-    # an interrupted run (stopped after step 1, mid-epoch) continued with --resume ends identical
-    assert train_detector.main(args + ["--out", str(part), "--max_steps", "1"]) == 0
+    assert load_checkpoint(full_run / "detector.pt").arch == "tiny"
+
+
+def test_interrupted_run_resumes_exactly(config, full_run, tmp_path):
+    # stopped after step 1 (mid-epoch), then continued with --resume: ends with identical weights
+    part = tmp_path / "part"
+    args = ["--config", config, "--images", IMAGES, "--labels", BOXES, "--out", str(part), "--max_steps", "1"]
+    assert train_detector.main(args) == 0
     assert not (part / "detector.pt").exists()
     assert train_detector.main(["--resume", str(part / "last.pt")]) == 0
-    a, b = final_weights(full), final_weights(part)
+    a, b = final_weights(full_run), final_weights(part)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert len((part / "losses.csv").read_text().splitlines()) == 1 + 4
-    # nothing the user had is overwritten
-    assert train_detector.main(args + ["--out", str(full)]) == 2
+
+
+def test_an_existing_run_is_not_overwritten(config, full_run, capsys):
+    before = (full_run / "last.pt").stat().st_mtime_ns
+    assert train_detector.main(["--config", config, "--images", IMAGES, "--labels", BOXES,
+                                "--out", str(full_run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (full_run / "last.pt").stat().st_mtime_ns == before
 
 
 def test_checkpoint_round_trip_and_strict_weights(tmp_path):
