@@ -163,7 +163,7 @@ def write_outputs(rows: Dict[str, DetectionScores], classes: Sequence[str], out_
 
 
 def plot_methods(rows: Dict[str, DetectionScores], classes: Sequence[str], path: Path) -> None:
-    """Grouped bars: mAP50, mAP50-95 and each class's AP50 per method."""
+    """Grouped bars: mAP50, mAP50-95 and each class's AP50 per method (classes without ground truth left out)."""
     import math
 
     import matplotlib
@@ -171,6 +171,7 @@ def plot_methods(rows: Dict[str, DetectionScores], classes: Sequence[str], path:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    classes = [n for n in classes if any(s.per_class[n]["gt"] for s in rows.values())]  # n/a classes left out
     groups = ["mAP50", "mAP50-95"] + list(classes)
     x = np.arange(len(groups))
     width = 0.8 / len(rows)
