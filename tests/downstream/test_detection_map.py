@@ -89,3 +89,21 @@ def test_table_in_percent():
     table = format_table({"sage": s}, CLASSES)
     assert table == [["method", "mAP50", "mAP50-95", "People AP50", "Car AP50"], ["sage", "50.50", "50.50", "50.50", "n/a"]]
     assert markdown(table).splitlines()[2] == "| sage | 50.50 | 50.50 | 50.50 | n/a |"
+
+
+def test_pycocotools_fallback_agrees(monkeypatch):
+    pytest.importorskip("pycocotools")
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from downstream.detection import evaluation
+
+    gts = [make_boxes([A, B], [0, 0]), make_boxes([C], [1])]
+    preds = [make_boxes([A, A, [10, 10, 60, 46]], [0, 0, 0], [0.9, 0.8, 0.7]), make_boxes([C, B], [1, 1], [0.7, 0.6])]
+    fast = score(gts, preds)
+    monkeypatch.setattr(evaluation, "_coco_backend", lambda: (COCO, COCOeval, "pycocotools"))
+    slow = score(gts, preds)
+    assert fast.backend == "faster-coco-eval" and slow.backend == "pycocotools"
+    assert slow.mAP50 == pytest.approx(fast.mAP50) and slow.mAP50_95 == pytest.approx(fast.mAP50_95)
+    for name in CLASSES:
+        assert slow.per_class[name]["AP50_95"] == pytest.approx(fast.per_class[name]["AP50_95"])
