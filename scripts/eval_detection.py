@@ -25,7 +25,7 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,7 +37,7 @@ from downstream.detection.dataset import (DetectionSet, checked_pairs, load_grou
                                           pair_images_labels, read_predictions)
 from downstream.detection.evaluation import DetectionScores, evaluate_detections, format_table, markdown, pct  # noqa: E402
 from downstream.detection.labels import M3FD_CLASSES, LabelError  # noqa: E402
-from downstream.detection.model import WeightsError  # noqa: E402
+from downstream.detection.model import WeightsError, checkpoint_class_names  # noqa: E402
 
 
 class UsageError(ValueError):
@@ -121,16 +121,6 @@ def score_detector(args, image_dir: str, checkpoint: str, classes: List[str], de
         for (name, _, _), pred, (w, h) in zip(pairs, preds, sizes):
             write_yolo(save_dir / f"{name}.txt", pred, w, h)
     return evaluate_detections(gts, preds, sizes, classes)
-
-
-def checkpoint_classes(path: str) -> List[str]:
-    from downstream.detection.model import _read_state
-
-    state = _read_state(path, "--checkpoint")
-    names = state.get("class_names")
-    if not isinstance(names, list):
-        raise WeightsError(f"{path}: not a detector checkpoint of scripts/train_detector.py (no class list)")
-    return names
 
 
 def write_outputs(rows: Dict[str, DetectionScores], classes: Sequence[str], out_dir: Path,
@@ -236,7 +226,7 @@ def main(argv=None) -> Dict[str, DetectionScores]:
             if not args.images:
                 raise UsageError("give --images (the test images to detect on) or --methods name=folder,...")
             folders, ckpts = {"detector": args.images}, {"detector": args.checkpoint}
-        names = {m: checkpoint_classes(c) for m, c in ckpts.items()}
+        names = {m: checkpoint_class_names(c) for m, c in ckpts.items()}
         first = next(iter(names.values()))
         classes = class_list(args, first)
         device = pick_device(args.device)

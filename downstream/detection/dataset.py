@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.imageio import ImageReadError, read_raw
+from data.imageio import read_raw
 from data.pairs import PairingError, list_images
 
 from .labels import LABEL_EXTENSIONS, Boxes, LabelError, read_labels, xml_image_size, read_yolo
@@ -185,4 +185,4 @@ def read_predictions(pred_dir: str | os.PathLike, names_sizes: Sequence[Tuple[st
 
 
 __all__ = ["DetectionPairing", "DetectionSet", "pair_images_labels", "checked_pairs", "read_rgb_image",
-           "load_ground_truth", "collate", "read_predictions", "ImageReadError"]
+           "load_ground_truth", "collate", "read_predictions"]

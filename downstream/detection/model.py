@@ -261,6 +261,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return detector.to(map_location)
 
 
+def checkpoint_class_names(path: str | os.PathLike) -> List[str]:
+    """The class list stored in a detector checkpoint (without building the model)."""
+    state = _read_state(path, "--checkpoint")
+    names = state.get("class_names")
+    if state.get("format") != CHECKPOINT_FORMAT or not isinstance(names, list):
+        raise WeightsError(f"{path}: not a detector checkpoint of scripts/train_detector.py (no 'format: "
+                           f"{CHECKPOINT_FORMAT}' entry)")
+    return [str(n) for n in names]
+
+
 def count_parameters(module: nn.Module) -> Tuple[int, int]:
     """(all, trainable) parameter counts."""
     return (sum(p.numel() for p in module.parameters()),

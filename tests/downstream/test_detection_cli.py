@@ -5,7 +5,6 @@ import csv
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
