@@ -37,7 +37,8 @@ from utils.config import ConfigError, apply_flags, load_config  # noqa: E402
 from utils.device import DeviceError, pick_device  # noqa: E402
 from utils.interrupt import GracefulStop  # noqa: E402
 from utils.run_state import ResumeError, rng_state, save_atomic, set_rng_state  # noqa: E402
-from downstream.detection.dataset import DetectionSet, checked_pairs, collate, pair_images_labels  # noqa: E402
+from downstream.detection.dataset import (DetectionSet, checked_pairs, collate, pair_images_labels,  # noqa: E402
+                                          validate_label_files)
 from downstream.detection.labels import LabelError  # noqa: E402
 from downstream.detection.model import (ARCHS, WeightsError, build_detector, count_parameters,  # noqa: E402
                                         freeze_batchnorm, load_pretrained, save_checkpoint)
@@ -140,13 +141,25 @@ def main(argv=None) -> int:
         return run(cfg, device, info, resumed, run_dir, args.allow_missing_labels, args.max_steps)
     except (ConfigError, PairingError, ImageReadError, LabelError, WeightsError, ResumeError, FloatingPointError,
             ValueError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {f'[rank {info.rank}] ' if info.enabled else ''}{msg}", file=sys.stderr)
+        print(f"error: {f'[rank {info.rank}] ' if info.enabled else ''}{one_line(exc)}", file=sys.stderr)
         if info.enabled:
             raise
         return 1
     finally:
         dist_utils.cleanup()
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of an error, also when a DataLoader worker re-raised it ("Caught X in DataLoader worker ...")."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    lines = text.splitlines()
+    if lines[0].startswith("Caught ") and len(lines) > 1:  # the original message ends the worker's traceback
+        last = [ln for ln in lines if ln.strip()][-1]
+        prefix = f"{type(exc).__module__}.{type(exc).__name__}: "
+        return last[len(prefix):] if last.startswith(prefix) else last
+    return lines[0]
 
 
 def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo, resumed: Optional[Dict[str, Any]],
@@ -157,10 +170,12 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo, re
     report = print if info.is_main else (lambda _line: None)
     pairs = checked_pairs(pair_images_labels(cfg["images"], cfg["labels"]), cfg["labels"], allow_missing,
                           report=report)
+    n_boxes = validate_label_files(pairs, classes)
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     dist_utils.barrier()
     setup_logging(run_dir, info)
+    log.info("%d images with %d boxes (%s)", len(pairs), n_boxes, cfg["labels"])
     batch = int(train.get("batch_size", 4))
     dataset = DetectionSet(pairs, classes, hflip=float(train.get("hflip", 0.5)), seed=seed)
     sampler = ResumableSampler(dataset, num_replicas=info.world_size, rank=info.rank, seed=seed)

@@ -86,6 +86,27 @@ def checked_pairs(pairing: DetectionPairing, label_dir: str | os.PathLike, allow
     return pairing.pairs
 
 
+def validate_label_files(pairs: Sequence[Tuple[str, Path, Path]], class_names: Sequence[str]) -> int:
+    """Parse every label file once (LabelError naming the file and line on the first malformed one).
+
+    Run before a long training so a broken file stops it at the start, not hours in; the image sizes
+    (and the clipping they need) are checked when each image is loaded. Returns the number of boxes.
+    """
+    import warnings
+
+    from .labels import read_voc
+
+    total = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # clipping against a placeholder size means nothing here
+        for _, _, lab in pairs:
+            lab = Path(lab)
+            boxes = (read_voc(lab, class_names, 1 << 30, 1 << 30) if lab.suffix.lower() == ".xml"
+                     else read_yolo(lab, len(class_names), 1 << 30, 1 << 30))
+            total += len(boxes)
+    return total
+
+
 def read_rgb_image(path: str | os.PathLike) -> np.ndarray:
     """(3, H, W) float32 RGB in [0, 1] from any 8/16-bit gray or colour image file."""
     img = read_raw(path)
@@ -184,5 +205,6 @@ def read_predictions(pred_dir: str | os.PathLike, names_sizes: Sequence[Tuple[st
     return out
 
 
-__all__ = ["DetectionPairing", "DetectionSet", "pair_images_labels", "checked_pairs", "read_rgb_image",
+__all__ = ["DetectionPairing", "DetectionSet", "pair_images_labels", "checked_pairs", "validate_label_files",
+           "read_rgb_image",
            "load_ground_truth", "collate", "read_predictions"]

@@ -110,3 +110,32 @@ def test_checkpoint_round_trip_and_strict_weights(tmp_path):
         load_pretrained(build_detector("tiny", M3FD_CLASSES, 96, 128), tmp_path / "broken.pth")
     with pytest.raises(WeightsError, match=r"not a detector checkpoint"):
         load_checkpoint(tmp_path / "coco_like.pth")
+
+
+def test_a_malformed_label_stops_training_before_it_starts(config, tmp_path, capsys):
+    import shutil
+
+    labels = tmp_path / "labels"
+    shutil.copytree(BOXES, labels)
+    with open(labels / "train_004.txt", "a") as fh:
+        fh.write("9 0.5 0.5 0.1 0.1\n")
+    n = len((labels / "train_004.txt").read_text().splitlines())
+    assert train_detector.main(["--config", config, "--images", IMAGES, "--labels", str(labels),
+                                "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {labels / 'train_004.txt'}, line {n}: class '9' is not an integer in 0..5"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_worker_errors_are_reported_by_their_own_message():
+    from torch.utils.data._utils import ExceptionWrapper
+
+    from downstream.detection.labels import LabelError
+    try:
+        raise LabelError("x.txt, line 3: bad")
+    except LabelError:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
+    try:
+        wrapped.reraise()
+    except LabelError as exc:
+        assert train_detector.one_line(exc) == "x.txt, line 3: bad"
