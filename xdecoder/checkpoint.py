@@ -58,10 +58,11 @@ def read_checkpoint(path: str | Path) -> Dict[str, torch.Tensor]:
 
 
 def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str,
-                           allow_missing_text: bool = False) -> None:
+                           allow_missing_text: bool = False, assign: bool = False) -> None:
     """Load into `model` requiring the same keys and shapes; `source` names the file in errors.
 
-    allow_missing_text: the text-encoder keys may be absent (a converted file with cached embeddings).
+    allow_missing_text: the text-encoder keys may be absent (only the image path is needed).
+    assign: take the tensors themselves (for a model built on the meta device).
     """
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict and not (allow_missing_text and is_text_key(k))]
@@ -77,7 +78,7 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
              if tuple(v.shape) != tuple(own[k].shape)]
     if wrong:
         raise CheckpointError(f"{source}: another X-Decoder variant or size: {_names(wrong, 3)}")
-    result = model.load_state_dict(dict(state_dict), strict=False)
+    result = model.load_state_dict(dict(state_dict), strict=False, assign=assign)
     left = [k for k in result.missing_keys if not (allow_missing_text and is_text_key(k))]
     if left or result.unexpected_keys:
         raise CheckpointError(f"{source}: keys did not load: {_names(left + list(result.unexpected_keys))}")

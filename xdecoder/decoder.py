@@ -101,19 +101,21 @@ class MaskedDecoder(nn.Module):
         dim_proj: joint vision-language width.
         language: the language encoder (its logit_scale is used here; its text part only at conversion).
         context_length: caption length (sizes the unused captioning weights and the self-attention buffer).
+        with_unused: build the captioning weights (caping_embed, pos_embed_caping), which this path never runs.
     """
 
     num_levels = 3
 
     def __init__(self, hidden_dim: int = 512, num_queries: int = 201, nheads: int = 8, dim_feedforward: int = 2048,
                  dec_layers: int = 10, mask_dim: int = 512, dim_proj: int = 512,
-                 language: Optional[LanguageEncoder] = None, context_length: int = 77):
+                 language: Optional[LanguageEncoder] = None, context_length: int = 77, with_unused: bool = True):
         super().__init__()
         self.num_heads = nheads
         self.num_queries = num_queries
         self.num_layers = dec_layers - 1
         self.class_embed = nn.Parameter(torch.empty(hidden_dim, dim_proj))
-        self.caping_embed = nn.Parameter(torch.empty(hidden_dim, dim_proj))  # captioning: unused here
+        if with_unused:
+            self.caping_embed = nn.Parameter(torch.empty(hidden_dim, dim_proj))  # captioning: unused here
         self.register_buffer("self_attn_mask", self_attn_mask_pattern(num_queries, context_length))
         self.transformer_self_attention_layers = nn.ModuleList(
             SelfAttentionLayer(hidden_dim, nheads) for _ in range(self.num_layers))
@@ -127,7 +129,8 @@ class MaskedDecoder(nn.Module):
         self.level_embed = nn.Embedding(self.num_levels, hidden_dim)
         self.lang_encoder = language if language is not None else LanguageEncoder(dim_proj=dim_proj)
         self.mask_embed = MLP([hidden_dim, hidden_dim, hidden_dim, mask_dim])
-        self.pos_embed_caping = nn.Embedding(context_length, hidden_dim)  # captioning: unused here
+        if with_unused:
+            self.pos_embed_caping = nn.Embedding(context_length, hidden_dim)  # captioning: unused here
         # class text embeddings (C, dim_proj), unit norm; filled from the cache, never saved with the weights
         self.register_buffer("text_embeddings", torch.zeros(0, dim_proj), persistent=False)
 

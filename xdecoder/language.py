@@ -89,13 +89,16 @@ class LanguageEncoder(nn.Module):
     Args:
         vocab_size, context_length, width, heads, layers: the text transformer's sizes.
         dim_proj: joint vision-language width.
+        with_text: build the text transformer and lang_proj (False: only logit_scale, for a model whose
+            class embeddings are cached).
     """
 
     def __init__(self, vocab_size: int = 49408, context_length: int = 77, width: int = 512, heads: int = 8,
-                 layers: int = 12, dim_proj: int = 512):
+                 layers: int = 12, dim_proj: int = 512, with_text: bool = True):
         super().__init__()
-        self.lang_encoder = TextTransformer(vocab_size, context_length, width, heads, layers)
-        self.lang_proj = nn.Parameter(torch.empty(width, dim_proj))
+        if with_text:
+            self.lang_encoder = TextTransformer(vocab_size, context_length, width, heads, layers)
+            self.lang_proj = nn.Parameter(torch.empty(width, dim_proj))
         self.logit_scale = nn.Parameter(torch.ones([]))
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
@@ -112,7 +115,11 @@ class LanguageEncoder(nn.Module):
         A class embedding is the mean of its K prompt embeddings divided by its norm.
         """
         c, k, t = ids.shape
-        flat = ids.reshape(c * k, t)
+        if not hasattr(self, "lang_encoder"):
+            raise RuntimeError("this language encoder was built without its text transformer (cached embeddings only)")
+        # the causal mask makes tokens after the first end token irrelevant to the pooled state: trim them
+        t = int(ids.argmax(dim=-1).max()) + 1
+        flat = ids[..., :t].reshape(c * k, t)
         prompt = torch.cat([self.encode(flat[i:i + chunk]) for i in range(0, c * k, chunk)]).reshape(c, k, -1)
         mean = prompt.mean(dim=1)
         return prompt, mean / mean.norm(dim=-1, keepdim=True)

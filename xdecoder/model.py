@@ -53,25 +53,40 @@ class XDecoder(nn.Module):
 
     Args:
         cfg: sizes (Focal-L by default).
+        inference_only: leave out the text transformer (its class embeddings are cached) and the parts the
+            semantic path never runs (retrieval, captioning, criterion): the layout of a converted file.
     """
 
-    def __init__(self, cfg: Optional[XDecoderConfig] = None):
+    def __init__(self, cfg: Optional[XDecoderConfig] = None, inference_only: bool = False):
         super().__init__()
         cfg = cfg or XDecoderConfig()
         self.cfg = cfg
+        self.inference_only = inference_only
+        full = not inference_only
         self.backbone = FocalNetBackbone(cfg.embed_dim, cfg.depths, cfg.focal_levels, cfg.focal_windows,
                                          cfg.mlp_ratio, cfg.patch_size)
-        self.backbone_proj = nn.Parameter(torch.empty(cfg.backbone_dim, cfg.dim_proj))  # retrieval: unused here
+        if full:
+            self.backbone_proj = nn.Parameter(torch.empty(cfg.backbone_dim, cfg.dim_proj))  # retrieval: unused here
         language = LanguageEncoder(cfg.vocab_size, cfg.context_length, cfg.text_width, cfg.text_heads,
-                                   cfg.text_layers, cfg.dim_proj)
+                                   cfg.text_layers, cfg.dim_proj, with_text=full)
         pixel = PixelDecoder(cfg.stage_channels, cfg.convs_dim, cfg.mask_dim, cfg.nheads, cfg.dim_feedforward,
                              cfg.enc_layers)
         predictor = MaskedDecoder(cfg.hidden_dim, cfg.num_queries, cfg.nheads, cfg.dim_feedforward, cfg.dec_layers,
-                                  cfg.mask_dim, cfg.dim_proj, language, cfg.context_length)
+                                  cfg.mask_dim, cfg.dim_proj, language, cfg.context_length, with_unused=full)
         self.sem_seg_head = SemSegHead(pixel, predictor)
-        self.criterion = Criterion(cfg.train_classes)
-        self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1), persistent=False)
+        if full:
+            self.criterion = Criterion(cfg.train_classes)
+        self.register_buffer("pixel_mean", torch.zeros(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.ones(1, 3, 1, 1), persistent=False)
+        self.reset_constant_buffers()
+
+    def reset_constant_buffers(self, device: Optional[torch.device] = None) -> None:
+        """(Re)create the buffers that are not in a state_dict (needed after building on the meta device)."""
+        dev = device if device is not None else self.sem_seg_head.predictor.level_embed.weight.device
+        self.pixel_mean = torch.tensor(self.cfg.pixel_mean, device=dev).view(1, 3, 1, 1)
+        self.pixel_std = torch.tensor(self.cfg.pixel_std, device=dev).view(1, 3, 1, 1)
+        p = self.sem_seg_head.predictor
+        p.text_embeddings = torch.zeros(0, self.cfg.dim_proj, device=dev)
 
     @property
     def language(self) -> LanguageEncoder:
