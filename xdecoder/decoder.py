@@ -114,8 +114,10 @@ class MaskedDecoder(nn.Module):
         self.num_queries = num_queries
         self.num_layers = dec_layers - 1
         self.class_embed = nn.Parameter(torch.empty(hidden_dim, dim_proj))
+        nn.init.trunc_normal_(self.class_embed, std=0.02)
         if with_unused:
             self.caping_embed = nn.Parameter(torch.empty(hidden_dim, dim_proj))  # captioning: unused here
+            nn.init.trunc_normal_(self.caping_embed, std=0.02)
         self.register_buffer("self_attn_mask", self_attn_mask_pattern(num_queries, context_length))
         self.transformer_self_attention_layers = nn.ModuleList(
             SelfAttentionLayer(hidden_dim, nheads) for _ in range(self.num_layers))

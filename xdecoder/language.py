@@ -69,6 +69,7 @@ class TextTransformer(nn.Module):
         self.context_length = context_length
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(torch.empty(context_length, width))
+        nn.init.normal_(self.positional_embedding, std=0.01)
         self.resblocks = nn.ModuleList(TextBlock(width, heads) for _ in range(layers))
         self.ln_final = LayerNorm32(width)
 
@@ -99,6 +100,7 @@ class LanguageEncoder(nn.Module):
         if with_text:
             self.lang_encoder = TextTransformer(vocab_size, context_length, width, heads, layers)
             self.lang_proj = nn.Parameter(torch.empty(width, dim_proj))
+            nn.init.trunc_normal_(self.lang_proj, std=0.02)
         self.logit_scale = nn.Parameter(torch.ones([]))
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:

@@ -67,6 +67,7 @@ class XDecoder(nn.Module):
                                          cfg.mlp_ratio, cfg.patch_size)
         if full:
             self.backbone_proj = nn.Parameter(torch.empty(cfg.backbone_dim, cfg.dim_proj))  # retrieval: unused here
+            nn.init.trunc_normal_(self.backbone_proj, std=0.02)
         language = LanguageEncoder(cfg.vocab_size, cfg.context_length, cfg.text_width, cfg.text_heads,
                                    cfg.text_layers, cfg.dim_proj, with_text=full)
         pixel = PixelDecoder(cfg.stage_channels, cfg.convs_dim, cfg.mask_dim, cfg.nheads, cfg.dim_feedforward,

@@ -9,6 +9,7 @@ it (its causal mask makes padding irrelevant). See docs/xdecoder.md.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import List, Sequence, Tuple
 
 import torch
@@ -19,9 +20,23 @@ EOS_ID = 49407  # <|endoftext|>, also the padding id
 
 @lru_cache(maxsize=1)
 def _bpe():
-    from open_clip.tokenizer import SimpleTokenizer
+    """open_clip's SimpleTokenizer. Its module is loaded on its own when possible: importing the open_clip
+    package pulls in every model definition (seconds), and the tokenizer needs none of them."""
+    import importlib.util
 
-    return SimpleTokenizer()
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("X-Decoder's tokenizer needs the open_clip_torch package (its bundled CLIP BPE vocabulary)")
+    folder = Path(spec.submodule_search_locations[0])
+    try:
+        mod_spec = importlib.util.spec_from_file_location("xdecoder._open_clip_tokenizer", folder / "tokenizer.py")
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+        return module.SimpleTokenizer(bpe_path=str(folder / "bpe_simple_vocab_16e6.txt.gz"))
+    except Exception:  # a layout this shortcut does not know: import the package normally
+        from open_clip.tokenizer import SimpleTokenizer
+
+        return SimpleTokenizer()
 
 
 def tokenize(texts: Sequence[str], context_length: int = 77) -> Tuple[torch.Tensor, torch.Tensor]:
