@@ -6,7 +6,7 @@ import torch
 
 from xdecoder.checkpoint import CheckpointError
 from xdecoder.config import XDecoderConfig
-from xdecoder.converted import convert, load_authors_checkpoint, load_converted
+from xdecoder.converted import load_authors_checkpoint, load_converted
 from scripts.convert_xdecoder import main as convert_main
 
 
