@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def random_judge(device, tiny: bool):
+def random_judge(device, tiny: bool, checkpointing: bool):
     """The release-mode judge around an inference-only X-Decoder with random weights, built without a slow init."""
     import torch
 
@@ -53,14 +53,16 @@ def random_judge(device, tiny: bool):
     model.reset_constant_buffers(torch.device(device))
     emb = torch.nn.functional.normalize(torch.randn(len(RELEASE_CLASS_NAMES), cfg.dim_proj, generator=g), dim=-1)
     n = sum(p.numel() for p in model.parameters())
-    return XDecoderJudge(model, emb.to(device), RELEASE_CLASS_NAMES, release_quirks=True).to(device), n
+    judge = XDecoderJudge(model, emb.to(device), RELEASE_CLASS_NAMES, release_quirks=True,
+                          checkpointing=checkpointing)
+    return judge.to(device), n
 
 
-def run_one(batch: int, repeats: int, device: str, tiny: bool) -> dict:
+def run_one(batch: int, repeats: int, device: str, tiny: bool, checkpointing: bool) -> dict:
     import torch
 
     build_t = time.perf_counter()
-    judge, nparams = random_judge(device, tiny)
+    judge, nparams = random_judge(device, tiny, checkpointing)
     build_s = time.perf_counter() - build_t
     rss_built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     cuda = device.startswith("cuda")
@@ -100,18 +102,22 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=1, help="timed runs per batch size (the fastest is reported)")
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     ap.add_argument("--tiny", action="store_true", help="a tiny model instead of Focal-L (to check the script)")
+    ap.add_argument("--no-checkpointing", action="store_true",
+                    help="store the backbone's activations instead of recomputing them (semantic.checkpointing false)")
     ap.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.child is not None:
-        print(json.dumps(run_one(args.child, args.repeats, device, args.tiny)))
+        print(json.dumps(run_one(args.child, args.repeats, device, args.tiny, not args.no_checkpointing)))
         return 0
     for b in args.batches:
         cmd = [sys.executable, __file__, "--child", str(b), "--repeats", str(args.repeats), "--device", device]
         if args.tiny:
             cmd.append("--tiny")
+        if args.no_checkpointing:
+            cmd.append("--no-checkpointing")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"batch {b}: failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
@@ -119,7 +125,9 @@ def main(argv=None) -> int:
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         mem = "peak allocated" if device.startswith("cuda") else "peak RSS"
         extra = "" if device.startswith("cuda") else f" (after build {r['rss_after_build_gib']:.2f} GiB)"
-        print(f"X-Decoder {'tiny' if args.tiny else 'Focal-L'} judge, 384x384, batch {b}, {r['device']} "
+        ckpt = "without" if args.no_checkpointing else "with"
+        print(f"X-Decoder {'tiny' if args.tiny else 'Focal-L'} judge ({ckpt} checkpointing), 384x384, batch {b}, "
+              f"{r['device']} "
               f"({r['threads']} threads), {r['params']:,} params: forward {r['forward_s']:.2f} s, backward "
               f"{r['backward_s']:.2f} s, {mem} {r['peak_gib']:.2f} GiB{extra}")
     return 0

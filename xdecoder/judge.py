@@ -42,12 +42,15 @@ class XDecoderJudge(nn.Module):
         input_size: (H, W) the colourised image is bicubic-resized to, or None for no resize.
         ignore_index: label value never scored.
         ignore_classes: label classes scored as ignored (default mode).
+        checkpointing: recompute the backbone blocks during backward instead of storing their activations
+            (same numbers; Focal-L at 384 x 384 then needs well under 8 GB for a batch of 4).
     """
 
     def __init__(self, model: XDecoder, text_embeddings: torch.Tensor, class_names: Sequence[str],
                  release_quirks: bool = False, input_size: Optional[Tuple[int, int]] = (384, 384),
-                 ignore_index: int = 255, ignore_classes: Sequence[int] = ()):
+                 ignore_index: int = 255, ignore_classes: Sequence[int] = (), checkpointing: bool = False):
         super().__init__()
+        model.backbone.grad_checkpointing = bool(checkpointing)
         if text_embeddings.shape[0] != len(class_names):
             raise ValueError(f"{text_embeddings.shape[0]} text embeddings for {len(class_names)} class names")
         model.eval().requires_grad_(False)
@@ -136,17 +139,20 @@ def build_xdecoder_judge(cfg: Dict[str, Any], device: Union[str, torch.device, N
     release = bool(cfg.get("release_quirks", False))
     input_size = parse_input_size(cfg.get("input_size"), None)
     ignore_index = int(cfg.get("ignore_index", DEFAULT_IGNORE_INDEX))
+    checkpointing = bool(cfg.get("checkpointing", True))
     if release:
         from .prompts import RELEASE_CLASS_NAMES
 
         names, emb = _find_set(sets, RELEASE_CLASS_NAMES, path)
-        return XDecoderJudge(model, emb, names, True, input_size, ignore_index).to(device or "cpu")
+        return XDecoderJudge(model, emb, names, True, input_size, ignore_index,
+                             checkpointing=checkpointing).to(device or "cpu")
     names = load_class_names(cfg.get("class_names"))
     check_num_classes(names, cfg.get("num_classes"))
     ignore_index = check_ignore_index(ignore_index, names)
     ignored = resolve_ignore_classes(cfg.get("ignore_classes", background_classes(names)), names)
     _, emb = _find_set(sets, names, path)
-    return XDecoderJudge(model, emb, names, False, input_size, ignore_index, ignored).to(device or "cpu")
+    return XDecoderJudge(model, emb, names, False, input_size, ignore_index, ignored,
+                         checkpointing=checkpointing).to(device or "cpu")
 
 
 def _find_set(sets, names: Sequence[str], path) -> Tuple[list, torch.Tensor]:

@@ -57,6 +57,21 @@ def test_frozen_with_gradient_reaching_the_input(make_xdecoder):
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_checkpointing_gives_the_same_loss_and_gradient(make_xdecoder):
+    model = make_xdecoder()
+    grads, losses = [], []
+    for ckpt in (False, True):
+        judge = judge_for(model, RELEASE_CLASS_NAMES, True, checkpointing=ckpt)
+        y, crcb, label = inputs(b=1)
+        loss = judge(y, crcb, label)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(y.grad)
+    assert model.backbone.grad_checkpointing
+    assert torch.equal(losses[0], losses[1])
+    assert torch.allclose(grads[0], grads[1], rtol=0, atol=1e-7 * float(grads[0].abs().max()))
+
+
 def test_default_mode_uses_log_probabilities_over_all_label_classes(make_xdecoder):
     model = make_xdecoder()
     judge = judge_for(model, LABEL_CLASSES, False, ignore_classes=[0])
