@@ -7,7 +7,6 @@ seconds on a CPU (a ViT-B forward pass at 1024 takes tens of seconds there).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from functools import partial
@@ -20,6 +19,10 @@ import torch
 from segment_anything import SamAutomaticMaskGenerator
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
+from models.checkpoint import CheckpointError, read_state_dict
+from utils.errors import first_line
+from utils.hashing import sha256_of
+
 
 # (embed_dim, depth, num_heads, global_attn_indexes) as in segment_anything/build_sam.py
 ENCODER_SHAPES = {
@@ -31,16 +34,6 @@ RANDOM_WEIGHTS_WARNING = ("SAM has RANDOM weights (no checkpoint given): the mas
                           "use this only for tests and demos")
 
 
-class CheckpointError(ValueError):
-    """A SAM checkpoint that cannot be used; the message names the file and the problem."""
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def checkpoint_id(checkpoint: Optional[str | os.PathLike], seed: int = 0) -> str:
@@ -50,24 +43,12 @@ def checkpoint_id(checkpoint: Optional[str | os.PathLike], seed: int = 0) -> str
     path = Path(checkpoint)
     if not path.is_file():
         raise CheckpointError(f"{path}: SAM checkpoint not found (give the path of sam_vit_b_01ec64.pth, or 'none' for random weights)")
-    return "sha256:" + file_sha256(path)
+    return "sha256:" + sha256_of(path)
 
 
 def load_state_dict(path: str | os.PathLike) -> Dict[str, torch.Tensor]:
-    """A plain tensor state_dict from a .pth file (unwrapping {'model': ...} / {'state_dict': ...})."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: SAM checkpoint not found")
-    try:
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated zips, non-torch files
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
-    for key in ("model", "state_dict"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(f"{path}: expected a state_dict of tensors")
-    return sd
+    """A tensor state_dict from a SAM .pth file (bare, or wrapped under 'state_dict' / 'model')."""
+    return read_state_dict(path, missing="SAM checkpoint not found")
 
 
 def build_sam(model_type: str = "vit_b", checkpoint: Optional[str | os.PathLike] = None,
@@ -107,8 +88,7 @@ def build_sam(model_type: str = "vit_b", checkpoint: Optional[str | os.PathLike]
         try:
             sam.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            first = str(exc).splitlines()[0] if str(exc) else "mismatch"
-            raise CheckpointError(f"{checkpoint}: not a SAM {model_type} checkpoint ({first[:160]})") from None
+            raise CheckpointError(f"{checkpoint}: not a SAM {model_type} checkpoint ({first_line(exc)[:160]})") from None
     return sam.eval()
 
 

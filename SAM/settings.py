@@ -20,37 +20,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional
 
 from utils.config import ConfigError, apply_overrides, load_config, merge
 
-# SPEC-SAGE.md section 5: SamAutomaticMaskGenerator as the authors ran it (other keys: library defaults).
-RELEASE_GENERATOR: Dict[str, Any] = {
-    "points_per_side": 128,
-    "points_per_batch": 64,
-    "pred_iou_thresh": 0.86,
-    "stability_score_thresh": 0.92,
-    "stability_score_offset": 1.0,
-    "box_nms_thresh": 0.7,
-    "crop_n_layers": 1,
-    "crop_nms_thresh": 0.7,
-    "crop_overlap_ratio": 512 / 1500,
-    "crop_n_points_downscale_factor": 2,
-    "min_mask_region_area": 100,
-}
+# The defaults (the authors' SamAutomaticMaskGenerator settings, docs/sam_prior.md) live in one file,
+# configs/sam.yaml; training configs include it with `base: sam.yaml`.
+DEFAULTS_FILE = Path(__file__).resolve().parents[1] / "configs" / "sam.yaml"
+DEFAULT_SETTINGS: Dict[str, Any] = load_config(DEFAULTS_FILE)["sam"]
+RELEASE_GENERATOR: Dict[str, Any] = DEFAULT_SETTINGS["generator"]
 
-DEFAULT_SETTINGS: Dict[str, Any] = {
-    "checkpoint": None,
-    "model_type": "vit_b",
-    "image_size": 1024,
-    "bgr_input": False,
-    "seed": 0,
-    "cache_mask_num": 20,
-    "use_mask_num": 4,
-    "allow_fill_missing": False,
-    "device": "auto",
-    "generator": RELEASE_GENERATOR,
-}
+# Keys of a training config's `sam:` section that are not SAM settings (where the cache lives, when to build it,
+# which preset of `presets:` to apply).
+RUN_KEYS = ("cache_dir", "build_cache_if_missing", "preset")
 
 # Keys of `generator` that do not change the masks (not recorded, not compared).
 SPEED_ONLY_GENERATOR_KEYS = ("points_per_batch",)
@@ -72,6 +56,36 @@ def resolve_settings(sam_cfg: Optional[Mapping[str, Any]] = None, preset: Option
             raise ConfigError(f"preset '{preset}' is not defined (known presets: {known}; see configs/sam.yaml)")
         out = merge(out, presets[preset])
     return check_settings(out)
+
+
+@dataclass(frozen=True)
+class SamRunSettings:
+    """A training config's `sam:` section resolved once, for the cache builder, the segment provider, the
+    teacher (use_mask_num) and the SAM feature extractor (checkpoint)."""
+    settings: Dict[str, Any]          # complete, checked SAM settings (what the cache records)
+    cache_dir: Optional[str]          # None: <root_dir>/Mask_cache
+    build_cache_if_missing: bool
+
+    @property
+    def checkpoint(self) -> Optional[str]:
+        return None if is_random_checkpoint(self.settings["checkpoint"]) else str(self.settings["checkpoint"])
+
+    @property
+    def use_mask_num(self) -> int:
+        return int(self.settings["use_mask_num"])
+
+    @property
+    def allow_fill_missing(self) -> bool:
+        return bool(self.settings["allow_fill_missing"])
+
+
+def sam_settings(section: Mapping[str, Any], presets: Optional[Mapping[str, Any]] = None) -> SamRunSettings:
+    """The `sam:` section of a training config (+ its `presets:`) -> SamRunSettings; the preset is applied."""
+    section = dict(section)
+    preset = section.get("preset")
+    core = {k: v for k, v in section.items() if k not in RUN_KEYS}
+    settings = resolve_settings(core, None if preset in (None, "release") else preset, presets)
+    return SamRunSettings(settings, section.get("cache_dir"), bool(section.get("build_cache_if_missing")))
 
 
 def load_settings(config_path: str | os.PathLike, preset: Optional[str] = None,

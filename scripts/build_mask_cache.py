@@ -1,4 +1,4 @@
-"""Build, check or import the SAM segment cache of a training folder (SPEC-SAGE.md section 5).
+"""Build, check or import the SAM segment cache of a training folder (docs/sam_prior.md, docs/sage.md#sam-prior).
 
     python scripts/build_mask_cache.py --root_dir data/train --sam_checkpoint sam_vit_b_01ec64.pth
     python scripts/build_mask_cache.py --root_dir data/train --sam_checkpoint sam_vit_b_01ec64.pth --preset fast

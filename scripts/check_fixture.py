@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conformance import KINDS, FixtureError, check, detect_kind  # noqa: E402
+from utils.errors import first_line  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
             print(comparison.line(), flush=True)
             results.append(comparison)
     except (FixtureError, FileNotFoundError, KeyError) as exc:
-        print(f"error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2
     worst = max((c.max_rel for c in results), default=0.0)
     ok = bool(results) and all(c.passed for c in results)

@@ -25,7 +25,7 @@ from .segformer import class_names_of, load_segformer
 from .semantic_loss import SemanticLoss
 
 BACKENDS = ("none", "segformer", "trained")
-DEFAULT_INPUT_SIZE = (384, 384)  # the release's X-Decoder input (SPEC-SAGE.md section 4)
+DEFAULT_INPUT_SIZE = (384, 384)  # the release's X-Decoder input (docs/sage.md#semantic-term)
 
 
 def parse_input_size(value: Any, model_size: Optional[Tuple[int, int]]) -> Optional[Tuple[int, int]]:
