@@ -12,6 +12,9 @@ from typing import Dict, Mapping
 import torch
 import torch.nn as nn
 
+from models.checkpoint import CheckpointError, read_state_dict  # the project's one reader and error type
+from utils.errors import first_line
+
 # in the checkpoint, but not run by the semantic-segmentation path (kept in the model for strict loading)
 UNUSED_KEYS = ("backbone_proj", "sem_seg_head.predictor.caping_embed", "sem_seg_head.predictor.pos_embed_caping.weight",
                "criterion.empty_weight")
@@ -19,8 +22,7 @@ UNUSED_KEYS = ("backbone_proj", "sem_seg_head.predictor.caping_embed", "sem_seg_
 TEXT_PREFIXES = ("sem_seg_head.predictor.lang_encoder.lang_encoder.", "sem_seg_head.predictor.lang_encoder.lang_proj")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used; the message names the file and the problem."""
+__all__ = ["CheckpointError", "UNUSED_KEYS", "is_text_key", "read_checkpoint", "load_state_dict_strict"]
 
 
 def is_text_key(key: str) -> bool:
@@ -34,26 +36,23 @@ def _names(keys, limit: int = 6) -> str:
 
 
 def read_checkpoint(path: str | Path) -> Dict[str, torch.Tensor]:
-    """A state_dict from a .pt/.pth (torch.load, weights_only) or .safetensors file; errors name the file."""
+    """A state_dict from a .pt/.pth file (the project's one torch.load, weights only) or a .safetensors file.
+
+    Wrapped checkpoints ('state_dict' / 'model') are unwrapped and 'module.' / 'model.' prefixes stripped.
+    """
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: no such checkpoint file")
-    try:
-        if p.suffix == ".safetensors":
+    if p.suffix != ".safetensors":
+        sd = read_state_dict(p, keys=("state_dict", "model"))
+    else:
+        if not p.is_file():
+            raise CheckpointError(f"{p}: no such checkpoint file")
+        try:
             from safetensors.torch import load_file
 
             sd = load_file(str(p))
-        else:
-            sd = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated / corrupt archives raise a variety of errors
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"{p}: not a readable checkpoint (truncated or corrupt? {first})") from None
-    if isinstance(sd, Mapping) and "model" in sd and isinstance(sd["model"], Mapping):
-        sd = sd["model"]
-    if isinstance(sd, Mapping) and "state_dict" in sd and isinstance(sd["state_dict"], Mapping):
-        sd = sd["state_dict"]
-    if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(f"{p}: not a state_dict of tensors")
+        except Exception as exc:
+            raise CheckpointError(f"{p}: not a readable safetensors file (truncated or corrupt? "
+                                  f"{first_line(exc)[:120]})") from None
     return {str(k[len("model."):] if k.startswith("model.") else k): v for k, v in sd.items()}
 
 

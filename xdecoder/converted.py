@@ -13,6 +13,8 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import torch
 
+from utils.errors import first_line
+
 from .checkpoint import CheckpointError, UNUSED_KEYS, is_text_key, load_state_dict_strict, read_checkpoint
 from .config import XDecoderConfig
 from .model import XDecoder
@@ -80,8 +82,8 @@ def load_converted(path: str | Path, device: torch.device | str = "cpu"
             meta = f.metadata() or {}
         tensors = load_file(str(p), device=str(device))
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"{p}: not a readable safetensors file (truncated or corrupt? {first})") from None
+        raise CheckpointError(f"{p}: not a readable safetensors file (truncated or corrupt? "
+                              f"{first_line(exc)[:120]})") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{p}: not a converted X-Decoder file (format {meta.get('format')!r}, expected "
                               f"{FORMAT!r}); convert the authors' checkpoint with scripts/convert_xdecoder.py")

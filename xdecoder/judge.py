@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from data.colour import ycrcb_to_rgb
+from data.colour import colourise
 from semantic.semantic_loss import labels_for_loss, masked_cross_entropy
 
 from .model import XDecoder
@@ -96,7 +96,7 @@ class XDecoderJudge(nn.Module):
                              f" got {tuple(crcb.shape)}")
         if label.dim() != 3 or label.shape[0] != fused_y.shape[0]:
             raise ValueError(f"semantic loss: label must be (B, H, W) with B={fused_y.shape[0]}, got {tuple(label.shape)}")
-        rgb = ycrcb_to_rgb(fused_y, crcb[:, 0:1], crcb[:, 1:2]).clamp(0.0, 1.0)
+        rgb = colourise(fused_y, crcb)
         logits = F.interpolate(self.logits(rgb), size=label.shape[-2:], mode="bilinear", align_corners=False)
         return masked_cross_entropy(logits, self.targets(label), self.ignore_index)
 
