@@ -75,6 +75,9 @@ def load_converted(path: str | Path, device: torch.device | str = "cpu"
     from safetensors.torch import load_file
 
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"{p}: is a directory, not a converted X-Decoder file (make one with "
+                              f"scripts/convert_xdecoder.py)")
     if not p.is_file():
         raise CheckpointError(f"{p}: no such converted X-Decoder file (make it with scripts/convert_xdecoder.py)")
     try:
