@@ -134,7 +134,7 @@ def build_xdecoder_judge(cfg: Dict[str, Any], device: Union[str, torch.device, N
     path = cfg.get("model")
     if not path:
         raise SemanticConfigError("semantic.model: give the converted X-Decoder file (scripts/convert_xdecoder.py "
-                                  "--checkpoint xdecoder_focall_last.pt --out xdecoder/focall.safetensors)")
+                                  "--checkpoint xdecoder_focall_last.pt --out checkpoints/xdecoder_focall.safetensors)")
     model, sets = load_converted(resolve_path(path), device or "cpu")
     release = bool(cfg.get("release_quirks", False))
     input_size = parse_input_size(cfg.get("input_size"), None)
