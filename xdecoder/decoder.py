@@ -136,9 +136,9 @@ class MaskedDecoder(nn.Module):
         # class text embeddings (C, dim_proj), unit norm; filled from the cache, never saved with the weights
         self.register_buffer("text_embeddings", torch.zeros(0, dim_proj), persistent=False)
 
-    def head(self, output: torch.Tensor, mask_features: torch.Tensor,
-             target_size: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """output (Q, B, D) -> (class logits (B, Q, C), mask logits (B, Q, h4, w4),
+    def head(self, output: torch.Tensor, mask_features: torch.Tensor, target_size: Tuple[int, int],
+             text: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """output (Q, B, D), text (C, P) -> (class logits (B, Q, C), mask logits (B, Q, h4, w4),
         blocked (B*heads, Q, target h*w) bool, detached) for the next layer's level of size target_size."""
         d = self.decoder_norm(output).transpose(0, 1)
         objects, cls = d[:, :-1], d[:, -1:]
@@ -148,7 +148,7 @@ class MaskedDecoder(nn.Module):
         d = torch.cat([objects, weights @ objects], dim=1)
         e = d @ self.class_embed
         e = e / (e.norm(dim=-1, keepdim=True) + 1e-7)
-        logits = self.lang_encoder.logit_scale.exp() * (e @ self.text_embeddings.t())
+        logits = self.lang_encoder.logit_scale.exp() * (e @ text.t())
         masks = torch.einsum("bqc,bchw->bqhw", self.mask_embed(d), mask_features)
         resized = F.interpolate(masks, size=target_size, mode="bicubic", align_corners=False, antialias=True)
         blocked = resized.sigmoid().flatten(2) < 0.5
@@ -156,14 +156,18 @@ class MaskedDecoder(nn.Module):
         return logits, masks, blocked
 
     def forward(self, multi_scale: List[torch.Tensor], mask_features: torch.Tensor,
-                taps: Optional[Dict[str, list]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                taps: Optional[Dict[str, list]] = None,
+                text_embeddings: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """multi_scale: 3 maps (B, D, h_l, w_l) coarse to fine; mask_features (B, mask_dim, H/4, W/4) ->
         (class logits (B, Q, C), mask logits (B, Q, H/4, W/4)) of the last layer.
+
+        text_embeddings (C, P): the classes to score (default: the ones set on the model).
 
         `taps`, when given, collects per layer: pred_logits, pred_masks, attn_masks, attn_mask_reset_rows,
         query_states.
         """
-        if self.text_embeddings.numel() == 0:
+        text = self.text_embeddings if text_embeddings is None else text_embeddings
+        if text.numel() == 0:
             raise RuntimeError("X-Decoder: no class text embeddings set (set_text_embeddings / the converted file)")
         b = mask_features.shape[0]
         src, pos, sizes = [], [], []
@@ -175,7 +179,7 @@ class MaskedDecoder(nn.Module):
         output = self.query_feat.weight[:, None].expand(-1, b, -1)
         q = self.num_queries
         self_mask = self.self_attn_mask[:, :q, :q].expand(b * self.num_heads, -1, -1)
-        logits, masks, blocked = self.head(output, mask_features, sizes[0])
+        logits, masks, blocked = self.head(output, mask_features, sizes[0], text)
         if taps is not None:
             for key in ("pred_logits", "pred_masks", "attn_masks", "attn_mask_reset_rows", "query_states"):
                 taps[key] = []
@@ -192,7 +196,7 @@ class MaskedDecoder(nn.Module):
             output = self.transformer_cross_attention_layers[i](output, src[lvl], blocked, pos[lvl], query_pos)
             output = self.transformer_self_attention_layers[i](output, self_mask, query_pos)
             output = self.transformer_ffn_layers[i](output)
-            logits, masks, blocked = self.head(output, mask_features, sizes[(i + 1) % self.num_levels])
+            logits, masks, blocked = self.head(output, mask_features, sizes[(i + 1) % self.num_levels], text)
             if taps is not None:
                 taps["query_states"].append(output.transpose(0, 1))
                 taps["pred_logits"].append(logits)

@@ -53,8 +53,11 @@ class XDecoderJudge(nn.Module):
         model.backbone.grad_checkpointing = bool(checkpointing)
         if text_embeddings.shape[0] != len(class_names):
             raise ValueError(f"{text_embeddings.shape[0]} text embeddings for {len(class_names)} class names")
+        if text_embeddings.dim() != 2 or text_embeddings.shape[1] != model.cfg.dim_proj:
+            raise ValueError(f"text embeddings must be (C, {model.cfg.dim_proj}), got {tuple(text_embeddings.shape)}")
         model.eval().requires_grad_(False)
-        model.set_text_embeddings(text_embeddings)
+        # the judge's own classes (several judges may share one model); moved by .to(), never saved
+        self.register_buffer("text_embeddings", text_embeddings.detach().clone(), persistent=False)
         self.__dict__["model"] = model  # not a submodule on purpose (see the class docstring)
         self.class_names = list(class_names)
         self.release_quirks = bool(release_quirks)
@@ -72,7 +75,7 @@ class XDecoderJudge(nn.Module):
         x = rgb
         if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
             x = F.interpolate(x, size=self.input_size, mode="bicubic", align_corners=False)
-        sem = self.model.sem_seg(x * 255.0, keep_last=not self.release_quirks)
+        sem = self.model.sem_seg(x * 255.0, keep_last=not self.release_quirks, text_embeddings=self.text_embeddings)
         if self.release_quirks:
             return sem
         sem = sem.float().clamp_min(1e-30)

@@ -107,11 +107,12 @@ class XDecoder(nn.Module):
         h, w = x.shape[-2:]
         return F.pad(x, (0, -w % d, 0, -h % d))
 
-    def predict(self, image: torch.Tensor, taps: Optional[Dict[str, object]] = None
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def predict(self, image: torch.Tensor, taps: Optional[Dict[str, object]] = None,
+                text_embeddings: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """image (B, 3, H, W) in 0..255 -> (class logits (B, Q, C), mask logits (B, Q, Hp/4, Wp/4)).
 
-        Hp, Wp: the padded size. `taps` (optional dict) receives the intermediate tensors.
+        Hp, Wp: the padded size. `taps` (optional dict) receives the intermediate tensors. text_embeddings
+        (C, dim_proj): the classes (default: those of set_text_embeddings).
         """
         x = self.preprocess(image)
         feats = self.backbone(x)
@@ -119,14 +120,15 @@ class XDecoder(nn.Module):
         if taps is not None:
             taps.update(normalized_padded_image=x, backbone=feats, multi_scale_features=multi_scale,
                         mask_features=mask_features)
-        return self.sem_seg_head.predictor(multi_scale, mask_features, taps)
+        return self.sem_seg_head.predictor(multi_scale, mask_features, taps, text_embeddings)
 
     def mask_logits(self, image: torch.Tensor, out_size: Optional[Tuple[int, int]] = None,
-                    taps: Optional[Dict[str, object]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                    taps: Optional[Dict[str, object]] = None,
+                    text_embeddings: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """image (B, 3, H, W) in 0..255 -> (class logits (B, Q, C), mask logits (B, Q, h, w)), (h, w) = out_size
         (default (H, W)): resized to the padded size, cropped to (H, W), resized to out_size (bicubic, antialias)."""
         h, w = image.shape[-2:]
-        logits, masks = self.predict(image, taps)
+        logits, masks = self.predict(image, taps, text_embeddings)
         x_pad = ((h + self.cfg.size_divisibility - 1) // self.cfg.size_divisibility * self.cfg.size_divisibility,
                  (w + self.cfg.size_divisibility - 1) // self.cfg.size_divisibility * self.cfg.size_divisibility)
         masks = resize_bicubic_aa(masks, x_pad)
@@ -136,13 +138,14 @@ class XDecoder(nn.Module):
         return logits, masks
 
     def sem_seg(self, image: torch.Tensor, out_size: Optional[Tuple[int, int]] = None, keep_last: bool = False,
-                taps: Optional[Dict[str, object]] = None) -> torch.Tensor:
+                taps: Optional[Dict[str, object]] = None,
+                text_embeddings: Optional[torch.Tensor] = None) -> torch.Tensor:
         """image (B, 3, H, W) RGB in 0..255 -> sem_seg (B, C', h, w), X-Decoder's semantic inference.
 
         sem_seg[c] = sum over queries of softmax(class logits)[c] * sigmoid(mask logit). The last class is
         dropped (X-Decoder's no-object slot, C' = C - 1) unless keep_last.
         """
-        logits, masks = self.mask_logits(image, out_size, taps)
+        logits, masks = self.mask_logits(image, out_size, taps, text_embeddings)
         prob = logits.softmax(dim=-1)
         if not keep_last:
             prob = prob[..., :-1]

@@ -34,7 +34,7 @@ def test_release_mode_is_the_releases_computation(make_xdecoder):
     # by hand: colourise, clamp, bicubic to 64x64, x255, sem_seg (14 score maps), bilinear, plain CE
     rgb = ycrcb_to_rgb(y, crcb[:, 0:1], crcb[:, 1:2]).clamp(0, 1)
     x = F.interpolate(rgb, size=(64, 64), mode="bicubic", align_corners=False) * 255
-    sem = model.sem_seg(x)
+    sem = model.sem_seg(x, text_embeddings=judge.text_embeddings)
     assert sem.shape == (2, 14, 64, 64)
     assert float(sem.detach().min()) >= 0 and float(sem.detach().max()) <= model.cfg.num_queries  # scores
     ref = F.cross_entropy(F.interpolate(sem, size=(24, 30), mode="bilinear", align_corners=False), label)
@@ -81,7 +81,7 @@ def test_default_mode_uses_log_probabilities_over_all_label_classes(make_xdecode
     assert logits.shape == (2, 4, 64, 64)  # background kept: the labels define it as class 0
     assert torch.allclose(logits.exp().sum(1), torch.ones(2, 64, 64), atol=1e-5)
     x = F.interpolate(rgb, size=(64, 64), mode="bicubic", align_corners=False) * 255
-    sem = model.sem_seg(x, keep_last=True)
+    sem = model.sem_seg(x, keep_last=True, text_embeddings=judge.text_embeddings)
     assert torch.allclose(logits, (sem / sem.sum(1, keepdim=True)).log(), atol=1e-5)
     loss = judge(y, crcb, label)
     up = F.interpolate(logits, size=(24, 30), mode="bilinear", align_corners=False)
@@ -105,6 +105,9 @@ def test_release_and_default_differ_and_release_ignores_labels_outside_its_14_ma
     default = judge_for(model, RELEASE_CLASS_NAMES, False)
     assert default.num_classes == 15 and release.num_classes == 14
     assert not torch.allclose(default(y, crcb, label), release(y, crcb, label))
+    # judges sharing one model keep their own classes
+    other = judge_for(model, LABEL_CLASSES, False)
+    assert other.logits(rgb).shape[1] == 4 and release.logits(rgb).shape[1] == 14
 
 
 def test_semantic_build_returns_the_xdecoder_judge(tiny_checkpoint, tmp_path):
