@@ -129,9 +129,8 @@ class XDecoder(nn.Module):
         (default (H, W)): resized to the padded size, cropped to (H, W), resized to out_size (bicubic, antialias)."""
         h, w = image.shape[-2:]
         logits, masks = self.predict(image, taps, text_embeddings)
-        x_pad = ((h + self.cfg.size_divisibility - 1) // self.cfg.size_divisibility * self.cfg.size_divisibility,
-                 (w + self.cfg.size_divisibility - 1) // self.cfg.size_divisibility * self.cfg.size_divisibility)
-        masks = resize_bicubic_aa(masks, x_pad)
+        d = self.cfg.size_divisibility
+        masks = resize_bicubic_aa(masks, (-(-h // d) * d, -(-w // d) * d))  # the padded input size
         if taps is not None:
             taps["mask_pred_upsampled"] = masks
         masks = resize_bicubic_aa(masks[..., :h, :w], out_size or (h, w))
