@@ -1,4 +1,4 @@
-"""The training dataset of SPEC-SAGE.md section 6: root/{Ir, Vis, Label} (+ the segment cache).
+"""The training dataset of docs/sage.md#data-and-schedule: root/{Ir, Vis, Label} (+ the segment cache).
 
 Each item is a dict of float32 tensors cropped to `crop_size` (H, W):
     ir (1,H,W), y (1,H,W), crcb (2,H,W), label (H,W) int64, and, with segments,

@@ -1,4 +1,4 @@
-"""CR, the SAM-feature triplet (contrastive ratio) loss of SAGE (SPEC-SAGE.md section 4).
+"""CR, the SAM-feature triplet (contrastive ratio) loss of SAGE (docs/sage.md#triplet-loss).
 
 For every segment channel m of the VIS segments (negative = Y) and of the IR segments
 (negative = IR): ratio = D(out*m, ref*m) / (D(out*m, neg*m) + 1e-7), summed over channels.

@@ -1,4 +1,4 @@
-"""The student's and the teacher's total losses (SPEC-SAGE.md section 4), and the non-finite guard.
+"""The student's and the teacher's total losses (docs/sage.md#losses), and the non-finite guard.
 
 Both return (total, terms): `total` carries the graph; `terms` maps names to detached scalars for
 logging, `total` included. The teacher's semantic term is added by train.py.
