@@ -56,7 +56,7 @@ def _pyramid(x: torch.Tensor):
         n = 2 ** (5 - scale) + 1
         k = torch.from_numpy(vif_kernel(n)).to(x.device)
         if scale > 1:
-            x = correlate(x, k, n // 2)[::2, ::2].contiguous()
+            x = correlate(x, k, n // 2, stride=2)
         yield x, k, n // 2
 
 
