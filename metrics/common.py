@@ -24,6 +24,8 @@ def as_f64(x: torch.Tensor) -> torch.Tensor:
 
 def as_levels(x: torch.Tensor) -> torch.Tensor:
     """(H, W) int64 grey levels clipped to 0..255 (histogram bin of each pixel)."""
+    if x.dtype == torch.uint8:
+        return x.to(torch.int64)  # already 0..255 integers
     return x.to(torch.float64).round().clamp(0, 255).to(torch.int64)
 
 

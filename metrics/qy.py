@@ -4,8 +4,9 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
-from .common import as_f64, correlate_separable
+from .common import as_f64, correlate_1d
 
 _C1, _C2 = 1e-4, 9e-4  # constants meant for [0, 1] data, applied to 0..255 data (toolkit quirk)
 
@@ -16,12 +17,15 @@ def _gauss7() -> torch.Tensor:
 
 
 def _window_filter(x: torch.Tensor) -> torch.Tensor:
-    """'same' zero-padded correlation of (C, H, W) maps with the toolkit's 7x7 window W[a, b] = g[b].
+    """'same' zero-padded correlation of (C, H, W) float64 maps with the toolkit's 7x7 window W[a, b] = g[b].
 
-    Every row of the window is the same 1-D Gaussian, so it is a vertical 7-tap box sum (sum W = 7)
-    times a horizontal Gaussian, applied here as two 1-D passes.
+    Every row of the window is the same 1-D Gaussian, so it is a vertical 7-tap box sum (sum W = 7),
+    taken as a difference of running sums (exact for grey levels and their products), times a
+    horizontal Gaussian applied as one 1-D pass.
     """
-    return correlate_separable(x, [1.0] * 7, _gauss7().tolist(), 3, 3)
+    c = F.pad(x, (0, 0, 4, 3)).cumsum_(dim=-2)  # c[i] = sum of the padded rows before i
+    box = c[..., 7:, :] - c[..., :-7, :]
+    return correlate_1d(box, _gauss7().tolist(), -1, 3)
 
 
 def _ssim_maps(mu_x, mu_y, e_xx, e_yy, e_xy):
