@@ -1,9 +1,10 @@
-"""Reference values and constants parsed out of ../shared/METRICS.md at test time (never copied into the repo)."""
+"""Reference values and constants parsed out of the shared METRICS.md at test time (never copied into the repo),
+and the reference triples with our metric values, computed once per session."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 import pytest
@@ -59,3 +60,34 @@ def spec_vif_kernels(spec_text) -> List[np.ndarray]:
 @pytest.fixture(scope="session")
 def spec_hex_column(spec_text):
     return lambda start, end: hex_column(spec_text, start, end)
+
+
+# Triples scored with all 21 metrics: two per dataset, chosen where the metrics are hardest (the worst
+# cases of a float64 VIF and SSIM, of Qcb, the AVX2 VIF case of issue 13, CE near 0).
+FULL_TRIPLES = ("LLVIP/1.jpg", "LLVIP/5.jpg", "M3FD/00025.png", "M3FD/00349.png", "MSRS/00746N.png",
+                "MSRS/00762N.png", "RoadScene/FLIR_04688.jpg", "RoadScene/FLIR_04701.jpg")
+# The other 12 triples are scored with the metrics that cost ~5 ms each (all but these seven).
+COSTLY_METRICS = ("VIF", "Qy", "Qcb", "SSIM", "MS_SSIM", "Qabf", "Nabf")
+
+
+@pytest.fixture(scope="session")
+def reference_triples(shared_dir, reference_values) -> Dict[str, Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """{'LLVIP/1.jpg': (IR, VIS, fused)} uint8 grey images of the 20 reference triples, read once."""
+    from metrics.imread import read_gray
+
+    out = {}
+    for triple in reference_values:
+        dataset, name = triple.split("/")
+        root = shared_dir / "ivif_samples" / dataset
+        out[triple] = tuple(read_gray(root / sub / name) for sub in ("Inf", "Vis", "Ours"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def computed_values(reference_triples) -> Dict[str, Dict[str, float]]:
+    """Our values on the reference triples: all 21 metrics on FULL_TRIPLES, the cheap 14 on the rest."""
+    from metrics import METRIC_NAMES, compute_metrics
+
+    cheap = [m for m in METRIC_NAMES if m not in COSTLY_METRICS]
+    return {t: compute_metrics(*images, None if t in FULL_TRIPLES else cheap)
+            for t, images in reference_triples.items()}
