@@ -108,9 +108,9 @@ def correlate_reference_f32(x: torch.Tensor, kernel: torch.Tensor, padding: int 
 
     Taps are visited in row-major order; each output is fl32(w0 x0), then either fused multiply-adds
     (emulated exactly in float64: the product of two float32 values is exact there) or separately
-    rounded product and sum, by the rule of METRICS.md Appendix B.2. Independent of the machine's own
-    conv kernels, which on other CPUs (or GPUs) round differently and move SSIM/MS-SSIM by ~1e-4.
-    Costs one pass per tap: meant for small kernels or small maps.
+    rounded product and sum, by the rule of `uses_fma` (docs/metrics.md, "Float32 recipes").
+    Independent of the machine's own arithmetic (plain float64 operations only), so it is the
+    CPU-independent yardstick for `correlate` in the tests. Several float64 passes per tap: slow.
     """
     kh, kw = kernel.shape
     ph, pw = (padding, padding) if isinstance(padding, int) else padding

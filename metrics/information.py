@@ -1,4 +1,4 @@
-"""Information-theoretic metrics: EN, MI, NMI, TE, CE and QNCIE (METRICS.md sections 2.1-2.4, 2.8, 2.9).
+"""Information-theoretic metrics: EN, MI, NMI, TE, CE and QNCIE (docs/metrics.md).
 
 Histograms have one bin per grey level 0..255 and are built with `bincount` (the reference toolkit
 loops over pixels in Python; the counts, and so the values, are identical). Entropies are in bits.
@@ -70,7 +70,7 @@ def ce(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor) -> float:
     """Pixel-wise binary cross-entropy (nats) between sigmoid(F) and (sigmoid(A) + sigmoid(B)) / 2.
 
     Quirk of the toolkit: the sigmoid is applied to raw grey levels, so every level >= 16 saturates and
-    only dark pixels matter. The float32 sigmoid values and clamps are taken bit-exactly (Appendix B.6).
+    only dark pixels matter. The float32 sigmoid values and clamps are taken bit-exactly (docs/metrics.md, "Float32 recipes").
     Lower is better.
     """
     lut = torch.from_numpy(sigmoid_levels()).to(fused.device)

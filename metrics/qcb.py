@@ -1,7 +1,7 @@
-"""Chen-Blum perceptual metric Qcb as the toolkit computes it (METRICS.md section 2.7).
+"""Chen-Blum perceptual metric Qcb as the toolkit computes it (docs/metrics.md).
 
 The contrast-sensitivity filter is built in float32 in the toolkit's order, each operation correctly
-rounded (Appendix B.5): Qcb is a ratio of near-zero band-pass responses where a source sits at its
+rounded (docs/metrics.md, "Float32 recipes"): Qcb is a ratio of near-zero band-pass responses where a source sits at its
 minimum, and the last bits of the CSF move it by up to 1e-2 there (a float64 CSF is 6.5e-3 off; this
 one is within 1.1e-4 of the reference; torch's own float32 exp/sqrt on another CPU can be 1e-3 off).
 Everything after the CSF is float64; the 31x31 Gaussian blurs run as zero-padded linear FFT convolution.

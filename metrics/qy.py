@@ -1,4 +1,4 @@
-"""Yang's SSIM-based fusion metric Qy with the toolkit's window (METRICS.md section 2.6). Float64."""
+"""Yang's SSIM-based fusion metric Qy with the toolkit's window (docs/metrics.md). Float64."""
 from __future__ import annotations
 
 import math
