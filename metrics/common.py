@@ -58,15 +58,19 @@ def correlate(x: torch.Tensor, kernel: torch.Tensor, padding: int | tuple = 0, s
     if ph or pw:
         x = F.pad(x, (pw, pw, ph, ph))
     taps = kernel.to(torch.float32).flatten().tolist()  # exact float32 values as Python floats
-    hs, ws = (h - 1) * stride + 1, (w - 1) * stride + 1
-    out = torch.mul(x[0:hs:stride, 0:ws:stride], taps[0])  # fl32(w0 x0), a fresh map
-    for t in range(1, len(taps)):
-        wt = taps[t]
-        if wt == 0.0:
-            continue  # contributes exactly 0 (fl32(acc + 0) = acc)
+    # With a stride, read each tap from the matching phase (rows a mod s, columns b mod s) of the input,
+    # made contiguous once: the per-tap slices are then contiguous rows (vectorised fused multiply-adds).
+    phases = {(r, c): x[r::stride, c::stride].contiguous() for r in range(min(stride, kh)) for c in range(min(stride, kw))}
+    out = None
+    for t, wt in enumerate(taps):
         a, b = divmod(t, kw)
-        src = x[a:a + hs:stride, b:b + ws:stride]
-        if fma:
+        p = phases[(a % stride, b % stride)]
+        src = p[a // stride:a // stride + h, b // stride:b // stride + w]
+        if out is None:
+            out = torch.mul(src, wt)  # fl32(w0 x0), a fresh map
+        elif wt == 0.0:
+            continue  # contributes exactly 0 (fl32(acc + 0) = acc)
+        elif fma:
             out.add_(src, alpha=wt)
         else:
             out.add_(src * wt)  # product rounded on its own, then the sum

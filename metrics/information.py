@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from .common import as_f32, as_levels, pearson
+from .common import as_f32, as_levels
 from .constants import sigmoid_levels
 
 
@@ -94,11 +94,12 @@ def qncie(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor) -> float:
 
     NaN when an image is constant. Higher is better.
     """
-    a, b, f = _min_max(ir), _min_max(vis), _min_max(fused)
-    r_ab, r_af, r_bf = pearson(a, b, 1e-10), pearson(a, f, 1e-10), pearson(b, f, 1e-10)
-    r = torch.stack([torch.stack([torch.ones_like(r_ab), r_ab, r_af]),
-                     torch.stack([r_ab, torch.ones_like(r_ab), r_bf]),
-                     torch.stack([r_af, r_bf, torch.ones_like(r_ab)])]).to(torch.float32)
+    x = torch.stack([_min_max(ir), _min_max(vis), _min_max(fused)]).flatten(1).to(torch.float64)
+    x = x - x.mean(dim=1, keepdim=True)
+    gram = x @ x.T  # sums of products of the centred images
+    d = torch.sqrt(torch.diagonal(gram))
+    r = (gram / (d[:, None] * d[None, :] + 1e-10)).to(torch.float32)  # Pearson r with the toolkit's 1e-10
+    r.fill_diagonal_(1.0)
     if not torch.isfinite(r).all():
         return float("nan")
     lam = torch.linalg.eigvalsh(r.to(torch.float64).cpu()) / 3.0

@@ -92,13 +92,13 @@ def qcb(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor) -> float:
     s = csf(h, w)[:, : w // 2 + 1].to(device=x.device, dtype=torch.float64)
     x = torch.fft.irfft2(torch.fft.rfft2(x) * s, s=(h, w))
     g2, g4 = _blur(x, (2.0, 4.0))
-    c = g2 / (g4 + 1e-10) - 1
-    c_abs = torch.abs(c)
-    c2 = c_abs * c_abs
-    cp = c2 * c_abs / (c2 + 1e-4)
+    c = (g2 / (g4 + 1e-10) - 1).abs_()  # g2 and g4 nearly cancel in flat areas
+    # float64 throughout: in flat areas c^3 reaches 1e-44 and below, which float32 flushes to 0 (0/0 = NaN).
+    c2 = c * c
+    cp = c2 * c / (c2 + 1e-4)
     c_a, c_b, c_f = cp
-    q_af = torch.where(c_a < c_f, c_a / c_f, c_f / c_a)
-    q_bf = torch.where(c_b < c_f, c_b / c_f, c_f / c_b)
+    q_af = torch.minimum(c_a, c_f) / torch.maximum(c_a, c_f)  # the smaller over the larger
+    q_bf = torch.minimum(c_b, c_f) / torch.maximum(c_b, c_f)
     a2, b2 = c_a * c_a, c_b * c_b
-    den = a2 + b2 + 1e-10
-    return float(((a2 / den) * q_af + (b2 / den) * q_bf).mean())
+    q = (a2 * q_af + b2 * q_bf) / (a2 + b2 + 1e-10)
+    return float(q.mean())

@@ -16,16 +16,19 @@ def _gauss7() -> torch.Tensor:
     return g / g.sum()
 
 
+_GAUSS7 = _gauss7().tolist()
+
+
 def _window_filter(x: torch.Tensor) -> torch.Tensor:
-    """'same' zero-padded correlation of (C, H, W) float64 maps with the toolkit's 7x7 window W[a, b] = g[b].
+    """'same' zero-padded correlation of one (H, W) float64 map with the toolkit's 7x7 window W[a, b] = g[b].
 
     Every row of the window is the same 1-D Gaussian, so it is a vertical 7-tap box sum (sum W = 7),
     taken as a difference of running sums (exact for grey levels and their products), times a
-    horizontal Gaussian applied as one 1-D pass.
+    horizontal Gaussian applied as one 1-D pass. One map at a time: it stays in the CPU cache.
     """
-    c = F.pad(x, (0, 0, 4, 3)).cumsum_(dim=-2)  # c[i] = sum of the padded rows before i
-    box = c[..., 7:, :] - c[..., :-7, :]
-    return correlate_1d(box, _gauss7().tolist(), -1, 3)
+    c = F.pad(x, (0, 0, 4, 3)).cumsum_(dim=0)  # c[i] = sum of the padded rows before i
+    box = c[7:] - c[:-7]
+    return correlate_1d(box, _GAUSS7, -1, 3)
 
 
 def _ssim_maps(mu_x, mu_y, e_xx, e_yy, e_xy):
@@ -39,8 +42,8 @@ def _ssim_maps(mu_x, mu_y, e_xx, e_yy, e_xy):
 def qy(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor) -> float:
     """Qy: lambda S(A,F) + (1 - lambda) S(B,F) where S(A,B) >= 0.75, else max(S(A,F), S(B,F)). Higher is better."""
     a, b, f = as_f64(ir), as_f64(vis), as_f64(fused)
-    m = _window_filter(torch.stack([a, b, f, a * a, b * b, f * f, a * b, a * f, b * f]))
-    mu_a, mu_b, mu_f, e_aa, e_bb, e_ff, e_ab, e_af, e_bf = m
+    mu_a, mu_b, mu_f, e_aa, e_bb, e_ff, e_ab, e_af, e_bf = (
+        _window_filter(m) for m in (a, b, f, a * a, b * b, f * f, a * b, a * f, b * f))
     s_ab, var_a, var_b = _ssim_maps(mu_a, mu_b, e_aa, e_bb, e_ab)
     s_af, _, _ = _ssim_maps(mu_a, mu_f, e_aa, e_ff, e_af)
     s_bf, _, _ = _ssim_maps(mu_b, mu_f, e_bb, e_ff, e_bf)
