@@ -62,8 +62,8 @@ def qabf(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor) -> float:
         ratio = torch.where(g_x > g_f, g_f / torch.where(g_x > 0, g_x, torch.ones_like(g_x)),
                             torch.where(g_x == g_f, g_f, g_x / torch.where(g_f > 0, g_f, torch.ones_like(g_f))))
         orient = 1 - torch.abs(a_x - a_f) / (math.pi / 2)
-        q_g = 0.9994 / (1 + torch.exp(-15 * (ratio - 0.5)))
-        q_a = 0.9879 / (1 + torch.exp(-22 * (orient - 0.8)))
+        q_g = torch.sigmoid((ratio - 0.5) * 15) * 0.9994  # 0.9994 / (1 + exp(-15 (ratio - 0.5)))
+        q_a = torch.sigmoid((orient - 0.8) * 22) * 0.9879
         num += float((q_g * q_a * g_x).sum(dtype=torch.float64))
     den = float((g[0] + g[1]).sum(dtype=torch.float64))
     return num / den if den != 0 else math.nan
@@ -87,8 +87,8 @@ def nabf(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor) -> float:
         ratio = torch.where((g_x == 0) | (g_f == 0), torch.zeros_like(g_x),
                             torch.minimum(g_x, g_f) / torch.where(hi > 0, hi, torch.ones_like(hi)))
         orient = torch.abs(torch.abs(a_x - a_f) - math.pi / 2) * 2 / math.pi
-        q_g = 0.9999 / (1 + torch.exp(-19 * (ratio - 0.5)))
-        q_a = 0.9995 / (1 + torch.exp(-22 * (orient - 0.5)))
+        q_g = torch.sigmoid((ratio - 0.5) * 19) * 0.9999  # 0.9999 / (1 + exp(-19 (ratio - 0.5)))
+        q_a = torch.sigmoid((orient - 0.5) * 22) * 0.9995
         q = torch.sqrt(q_g * q_a)
         w = torch.where(g_x >= 2, g_x ** 1.5, torch.zeros_like(g_x))
         num += float(torch.where(artefact, (1 - q) * w, 0.0).sum(dtype=torch.float64))

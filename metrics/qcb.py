@@ -92,10 +92,11 @@ def qcb(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor) -> float:
     s = csf(h, w)[:, : w // 2 + 1].to(device=x.device, dtype=torch.float64)
     x = torch.fft.irfft2(torch.fft.rfft2(x) * s, s=(h, w))
     g2, g4 = _blur(x, (2.0, 4.0))
-    c = (g2 / (g4 + 1e-10) - 1).abs_()  # g2 and g4 nearly cancel in flat areas
+    c = g4 + 1e-10  # in-place steps below: fewer large temporaries
+    c = torch.div(g2, c, out=c).sub_(1).abs_()  # |g2 / (g4 + 1e-10) - 1|; g2 and g4 nearly cancel in flat areas
     # float64 throughout: in flat areas c^3 reaches 1e-44 and below, which float32 flushes to 0 (0/0 = NaN).
     c2 = c * c
-    cp = c2 * c / (c2 + 1e-4)
+    cp = c.mul_(c2).div_(c2.add_(1e-4))  # |c|^3 / (|c|^2 + 1e-4)
     c_a, c_b, c_f = cp
     q_af = torch.minimum(c_a, c_f) / torch.maximum(c_a, c_f)  # the smaller over the larger
     q_bf = torch.minimum(c_b, c_f) / torch.maximum(c_b, c_f)
