@@ -5,11 +5,15 @@
     python test.py ... --engine reference            # the plain PyTorch module (default: auto)
     python test.py ... --engine onnx --onnx student.onnx  # an exported file (scripts/export_onnx.py)
     python test.py ... --tile 1024 --overlap 64      # very large images in bounded memory
+    python test.py ... --config my.yaml --set grid=true  # files merged over configs/test.yaml, then --set
+    python test.py ... --naming release --pad_multiple 1 # exactly the release's files (name, format, JPEG quality)
     torchrun --nproc_per_node=4 test.py ...          # pairs split between processes
 
-Defaults live in configs/test.yaml; flags override them. One PNG per pair, named after the pair, with
-the colour of the visible image restored (SPEC-SAGE.md section 1). Existing outputs are kept (the run
-resumes) unless --overwrite. Exits non-zero if any pair failed.
+Defaults live in configs/test.yaml; --config files merge over them in order, then --set KEY=VALUE, then
+flags. An unknown key or a value of the wrong type stops the run before any work. One PNG per pair,
+named after the pair, with the colour of the visible image restored (docs/inference.md). Existing
+outputs are kept (the run resumes) unless --overwrite; --grid and --evaluate use kept outputs too.
+Exits non-zero if any pair failed.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -27,26 +31,34 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data.colour import fused_to_bgr8, ycrcb_to_rgb, to_uint8
-from data.fusion_pairs import PairDataset, same_size_groups
-from data.imageio import write_image_atomic
+from data.fusion_pairs import PairDataset, PairError, load_pair, same_size_groups
+from data.imageio import ImageReadError, read_raw, write_image_atomic
 from data.pairs import PairingError, pair_folders, resolve_dirs
 from models.checkpoint import CheckpointError, load_student
-from models.engines import ENGINE_NAMES, EngineError, build_engine, keep_freed_memory
+from models.engines import ENGINE_NAMES, EngineError, build_engine
+from utils.errors import first_line
+from utils.memory import keep_freed_memory
 from models.inference import fuse_image
 from utils import distributed
-from utils.config import ConfigError, apply_flags, load_config
+from utils.atomic import atomic_path
+from utils.config import ConfigError, apply_flags, check_config, compose_config, load_config
 from utils.device import DeviceError, pick_device
 
 ROOT = Path(__file__).resolve().parent
+DEFAULTS = ROOT / "configs" / "test.yaml"  # lists every key test.py reads; --config files merge over it
 FLAGS = ("checkpoint", "img_dir", "ir_dir", "vis_dir", "save_path", "device", "grid", "overwrite", "pad_multiple",
          "engine", "onnx", "tile", "overlap", "tile_above", "batch_size", "workers", "evaluate", "metrics",
-         "keep_freed_memory")
+         "keep_freed_memory", "naming")
+NAMINGS = ("png", "release")  # png: <name>.png (OpenCV, lossless); release: <name><VIS extension> via PIL
 COLOUR_ROWS = 1024  # colour restoration of huge outputs runs in strips of this many rows (bounded memory)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=str(ROOT / "configs" / "test.yaml"), help="YAML file with the defaults")
+    p.add_argument("--config", action="append", default=[], metavar="FILE",
+                   help="YAML file merged over configs/test.yaml (repeatable: later files win); a partial file is fine")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key after the --config files, e.g. --set workers=0")
     p.add_argument("--checkpoint", help="student weights (.pt): the release's checkpoints.pt, a train.py epoch file or last.pt")
     p.add_argument("--img_dir", help="folder holding Ir/ (Inf, ir, IR) and Vis/ (Vi, vi, VIS)")
     p.add_argument("--ir_dir", help="infrared folder (instead of --img_dir)")
@@ -71,12 +83,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--evaluate", action="store_true", default=None,
                    help="score the fused images with the 21 fusion metrics (metrics/); report in <save_path>/metrics/")
     p.add_argument("--metrics", help="comma-separated metric names for --evaluate, e.g. EN,SD,SSIM (default: all)")
+    p.add_argument("--naming", choices=NAMINGS,
+                   help="png (default): <name>.png, lossless; release: what the release's test.py writes, <name> with "
+                        "the visible file's extension, encoded by PIL (a .jpg gets PIL's default JPEG quality 75)")
     return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> dict:
-    cfg = load_config(args.config)
-    return apply_flags(cfg, vars(args), {f: f for f in FLAGS})
+    """configs/test.yaml, the --config files merged over it in order, --set items, then flags; checked strictly."""
+    reference = load_config(DEFAULTS)
+    cfg = compose_config(reference, args.config, args.set, reference=reference)
+    cfg = check_config(apply_flags(cfg, vars(args), {f: f for f in FLAGS}), reference)
+    if cfg.get("naming") not in NAMINGS:
+        raise ConfigError(f"config key 'naming' expects one of {', '.join(NAMINGS)}, got {cfg.get('naming')!r}")
+    return cfg
+
+
+def output_path(save: Path, name: str, vis_path: Path, naming: str) -> Path:
+    """Where the fused image of pair `name` goes: <name>.png, or <name><VIS extension> for naming=release."""
+    return save / (f"{name}{vis_path.suffix}" if naming == "release" else f"{name}.png")
+
+
+def write_like_release(path: Path, img: np.ndarray) -> None:
+    """Write `img` (uint8 BGR or grey) as the release does (torchvision save_image): an RGB image saved by PIL
+    in the format of the file's extension with PIL's defaults (JPEG quality 75); atomically."""
+    from PIL import Image
+    rgb = img[:, :, ::-1] if img.ndim == 3 else np.repeat(img[:, :, None], 3, axis=2)  # save_image makes grey RGB
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise OSError(f"{path}: PIL cannot write {path.suffix or 'extension-less'} files")
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(rgb)).save(tmp, format=fmt)
 
 
 def comparison_grid(ir: torch.Tensor, vis: torch.Tensor, colour: bool, fused_bgr: np.ndarray) -> np.ndarray:
@@ -103,10 +140,17 @@ def fused_image(fused: torch.Tensor, vis: torch.Tensor, colour: bool) -> np.ndar
     return out
 
 
-def save_outputs(item: dict, fused: torch.Tensor, save: Path, grid: bool) -> None:
-    """Colour restoration, PNG encoding and atomic writes of one pair (runs in the writer thread)."""
+def save_outputs(item: dict, fused: torch.Tensor, save: Path, grid: bool, out: Optional[Path] = None,
+                 naming: str = "png") -> None:
+    """Colour restoration, encoding and atomic writes of one pair (runs in the writer thread).
+
+    out: the fused image's path (default <save>/<name>.png); naming release writes it as the release does."""
     img = fused_image(fused, item["vis"], item["colour"])
-    write_image_atomic(save / f"{item['name']}.png", img)
+    out = out or save / f"{item['name']}.png"
+    if naming == "release":
+        write_like_release(out, img)
+    else:
+        write_image_atomic(out, img)
     if grid:
         write_image_atomic(save / "grid" / f"{item['name']}.png", comparison_grid(item["ir"], item["vis"], item["colour"], img))
 
@@ -128,11 +172,16 @@ class TileBar:
             self.bar.close()
 
 
-def fuse_folder(engine, pairs, cfg: dict, save: Path, show_progress: bool = True) -> dict:
+def fuse_folder(engine, pairs, cfg: dict, save: Path, show_progress: bool = True,
+                outputs: Optional[Dict[str, Path]] = None) -> dict:
     """Fuse `pairs` with `engine`; returns {fused, failed [(name, reason)], times [s per pair]}.
 
-    Decoding runs in DataLoader workers and encoding/writing in a thread, both overlapping the network.
+    outputs: name -> fused image path (default <save>/<name>.png). Decoding runs in DataLoader workers and
+    encoding/writing in a thread, both overlapping the network.
     """
+    naming = cfg.get("naming") or "png"
+    outputs = outputs or {}
+    out_of = lambda name: outputs.get(name) or save / f"{name}.png"
     batch_size = max(1, int(cfg.get("batch_size") or 1))
     workers = max(0, min(int(cfg.get("workers") or 0), len(pairs) - 1))
     loader = DataLoader(PairDataset(pairs), batch_size=batch_size, num_workers=workers, collate_fn=list,
@@ -152,9 +201,9 @@ def fuse_folder(engine, pairs, cfg: dict, save: Path, show_progress: bool = True
                 fut.result()
                 fused += 1
             except OSError as exc:
-                failed.append((name, f"{save / (name + '.png')}: cannot write ({exc})"))
+                failed.append((name, f"{out_of(name)}: cannot write ({exc})"))
             except Exception as exc:  # noqa: BLE001 - any other writer error: recorded, the run goes on
-                failed.append((name, f"{save / (name + '.png')}: cannot encode ({type(exc).__name__}: {exc})"[:300]))
+                failed.append((name, f"{out_of(name)}: cannot encode ({type(exc).__name__}: {exc})"[:300]))
 
     with ThreadPoolExecutor(max_workers=1) as writer:
         for batch in loader:
@@ -173,7 +222,7 @@ def fuse_folder(engine, pairs, cfg: dict, save: Path, show_progress: bool = True
                 try:
                     out = fuse_image(engine, y, ir, progress=tiles, **tiling).float().cpu()
                 except Exception as exc:  # noqa: BLE001 - engine errors (ORT, OOM...): recorded, the run goes on
-                    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                    reason = first_line(exc)[:200]
                     failed.extend((it["name"], f"{engine.name} engine failed: {reason}") for it in group)
                     bar.update(len(group))
                     continue
@@ -182,12 +231,44 @@ def fuse_folder(engine, pairs, cfg: dict, save: Path, show_progress: bool = True
                 dt = time.perf_counter() - t0
                 times.extend([dt / len(group)] * len(group))
                 for it, f in zip(group, out):
-                    pending.append((it["name"], writer.submit(save_outputs, it, f, save, bool(cfg.get("grid")))))
+                    pending.append((it["name"], writer.submit(save_outputs, it, f, save, bool(cfg.get("grid")),
+                                                              out_of(it["name"]), naming)))
                 collect(block_above=2 * batch_size)  # bounded: at most a few images wait for the writer
                 bar.update(len(group))
         collect(block_above=0)
     bar.close()
     return {"fused": fused, "failed": failed, "times": times}
+
+
+def grids_for_kept(pairs, outputs: Dict[str, Path], save: Path) -> dict:
+    """Comparison grids for pairs whose fused image was kept from an earlier run, made from that file.
+
+    Returns {made, present (grid already there), skipped [(name, reason)]}; nothing raises."""
+    made, present, skipped = 0, 0, []
+    for name, ir_path, vis_path in pairs:
+        target = save / "grid" / f"{name}.png"
+        if target.exists():
+            present += 1
+            continue
+        kept = outputs.get(name) or save / f"{name}.png"
+        try:
+            ir, vis, colour = load_pair(name, ir_path, vis_path)
+            img = read_raw(kept)
+        except (PairError, ImageReadError) as exc:
+            skipped.append((name, f"{exc}"))
+            continue
+        if img.shape[:2] != tuple(ir.shape[1:]):
+            skipped.append((name, f"{kept} is {img.shape[1]}x{img.shape[0]} but the pair is {ir.shape[2]}x{ir.shape[1]} "
+                                  "(not this pair's output? --overwrite fuses it again)"))
+            continue
+        if img.dtype == np.uint16:
+            img = (img.astype(np.float32) / 257 + 0.5).astype(np.uint8)
+        try:
+            write_image_atomic(target, comparison_grid(ir, vis, colour, img))
+            made += 1
+        except OSError as exc:
+            skipped.append((name, f"{target}: cannot write ({exc})"))
+    return {"made": made, "present": present, "skipped": skipped}
 
 
 def evaluate_outputs(ir_dir: Path, vis_dir: Path, save: Path, names: List[str], metrics, device) -> List[str]:
@@ -210,11 +291,21 @@ def main(argv=None) -> int:
         device = distributed.local_device(pick_device(cfg.get("device", "auto")), info)
         ir_dir, vis_dir = resolve_dirs(cfg.get("img_dir"), cfg.get("ir_dir"), cfg.get("vis_dir"))
         if cfg.get("keep_freed_memory", True) and device.type == "cpu":
-            keep_freed_memory()  # no page faults for each new ~100 MB feature map (models/engines/runtime.py)
+            keep_freed_memory()  # no page faults for each new ~100 MB feature map (utils/memory.py)
         name = cfg.get("engine") or "auto"
         if name == "auto" and cfg.get("onnx"):
             name = "onnx"  # an ONNX file was given: use it
-        model = None if name == "onnx" and cfg.get("onnx") else load_student(cfg["checkpoint"], device)
+        model = None
+        if not (name == "onnx" and cfg.get("onnx")):
+            ckpt = Path(cfg["checkpoint"])
+            if not ckpt.is_file() and ckpt.name == "checkpoints.pt":  # the authors' file, not downloaded yet
+                raise CheckpointError(f"{ckpt}: no such checkpoint file; get the authors' weights with "
+                                      "`python scripts/download_weights.py` (writes checkpoints/checkpoints.pt)")
+            model = load_student(ckpt, device)
+        weights = f"ONNX file {cfg['onnx']}" if model is None else f"checkpoint {cfg['checkpoint']}"
+        if model is not None and Path(cfg["checkpoint"]).name == "sage_student_demo.pt":
+            weights += (" (the demo student, trained on synthetic data; for real images the authors' "
+                        "checkpoints/checkpoints.pt from scripts/download_weights.py)")
         engine = build_engine(name, model, onnx_path=cfg.get("onnx"), device=device)
         metric_names = None
         if cfg.get("evaluate"):
@@ -230,16 +321,20 @@ def main(argv=None) -> int:
     save = Path(cfg["save_path"])
     pairing = pair_folders(ir_dir, vis_dir)
     if not pairing.pairs:
-        print(f"error: no IR/VIS pairs with matching names in {ir_dir} and {vis_dir}", file=sys.stderr)
+        print(f"error: {pairing.no_pairs_message(ir_dir, vis_dir)}", file=sys.stderr)
         return 2
+    outputs = {n: output_path(save, n, vis_path, cfg.get("naming") or "png") for n, _, vis_path in pairing.pairs}
     # Under torchrun only: Gloo on CPU, NCCL on CUDA. The timeout covers ranks finishing their shares at
     # different times (the final gather waits); a rank that crashes is torn down by torchrun with the others.
     distributed.init(device, timeout_s=6 * 3600)
     mine = pairing.pairs[info.rank::info.world_size]  # this process's share
-    todo = [p for p in mine if cfg.get("overwrite") or not (save / f"{p[0]}.png").exists()]
+    todo = [p for p in mine if cfg.get("overwrite") or not outputs[p[0]].exists()]
+    kept_pairs = [p for p in mine if p not in todo]
     t_start = time.perf_counter()
-    result = fuse_folder(engine, todo, cfg, save, show_progress=info.is_main)
-    result.update(kept=len(mine) - len(todo), wall=time.perf_counter() - t_start)
+    result = fuse_folder(engine, todo, cfg, save, show_progress=info.is_main, outputs=outputs)
+    result.update(kept=len(kept_pairs), wall=time.perf_counter() - t_start)
+    if cfg.get("grid") and kept_pairs:  # grids of kept outputs come from the files already there
+        result["grids"] = grids_for_kept(kept_pairs, outputs, save)
 
     results = [result]
     if info.enabled:  # every rank reaches this point whatever failed, so the gather cannot hang
@@ -263,6 +358,15 @@ def main(argv=None) -> int:
         procs = f", {info.world_size} processes" if info.enabled else ""
         print(f"  engine: {engine.describe()}, batch {cfg.get('batch_size') or 1}, "
               f"{cfg.get('workers') or 0} loader worker(s){procs}; wall {max(r['wall'] for r in results):.1f} s")
+        print(f"  weights: {weights}")
+        grids = [r["grids"] for r in results if "grids" in r]
+        if grids:
+            made, present = sum(g["made"] for g in grids), sum(g["present"] for g in grids)
+            skipped = sorted(x for g in grids for x in g["skipped"])
+            print(f"  grid: {made} made from kept outputs, {present} already in {save / 'grid'}"
+                  + (f", {len(skipped)} skipped" if skipped else ""))
+            for name, reason in skipped:
+                print(f"  grid skipped for {name}: {reason}")
         for name, reason in failed:
             print(f"  failed {name}: {reason}")
         for p in pairing.ir_only:
@@ -272,6 +376,8 @@ def main(argv=None) -> int:
         if cfg.get("evaluate"):
             failed_names = {n for n, _ in failed}
             names = [p[0] for p in pairing.pairs if p[0] not in failed_names]
+            if kept:
+                print(f"evaluate: scoring {fused} pair(s) fused now and {kept} kept in {save} from an earlier run")
             for line in evaluate_outputs(ir_dir, vis_dir, save, names, metric_names, device):
                 print(line)
     distributed.cleanup()

@@ -5,9 +5,11 @@ positions in both blocks (blocks 0 and 1 are windowed in ViT-B, whose global blo
 the absolute position embedding is NOT added (quirk: SAM adds it, the release's truncated encoder does
 not; kept because the published numbers were trained this way); no pixel normalisation and no padding
 to 1024. The input is resized so that its long side equals its width, a no-op for landscape or square
-inputs; a portrait (H > W) input is scaled down to height W (width W*W/H), as the release's
-ResizeLongestSide(target=W) does, so its maps are not H/16 x W/16. Windows pad and unpad themselves for
-any H/16, W/16.
+inputs; a portrait (H > W) input is scaled down to height W (width W*W/H, rounded as SAM's
+ResizeLongestSide rounds), so its maps are not H/16 x W/16. How it is resized (`resize`):
+"antialias" (default) is bilinear with antialiasing, align_corners=False, a proper downscale;
+"release" is the release's plain bilinear with align_corners=True (sam.feature_resize, see
+docs/release_differences.md). Windows pad and unpad themselves for any H/16, W/16.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ from segment_anything.modeling.image_encoder import Block, PatchEmbed
 from .model import CheckpointError, load_state_dict
 from .settings import is_random_checkpoint
 
+RESIZE_MODES = ("antialias", "release")
+
 RANDOM_FEATURES_WARNING = ("SAM feature extractor has RANDOM weights (no checkpoint given): the CR loss "
                            "is not the paper's; use this only for tests and demos")
 
@@ -36,7 +40,7 @@ class SAMFeatureExtractor(nn.Module):
     """
 
     def __init__(self, embed_dim: int = 768, depth: int = 2, num_heads: int = 12, patch_size: int = 16,
-                 window_size: int = 14, mlp_ratio: float = 4.0):
+                 window_size: int = 14, mlp_ratio: float = 4.0, resize: str = "antialias"):
         """
         Args:
             embed_dim: token width (ViT-B: 768).
@@ -45,8 +49,13 @@ class SAMFeatureExtractor(nn.Module):
             patch_size: patch side in pixels (16).
             window_size: attention window in tokens (14); relative positions sized for it.
             mlp_ratio: MLP hidden width / embed_dim (4).
+            resize: how a portrait input is scaled to long side = width: "antialias" (default) or
+                "release" (plain bilinear, align_corners=True, as the release does).
         """
         super().__init__()
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"SAM/features.py: resize must be one of {RESIZE_MODES}, got {resize!r}")
+        self.resize = resize
         self.patch_embed = PatchEmbed(kernel_size=(patch_size, patch_size), stride=(patch_size, patch_size),
                                       in_chans=3, embed_dim=embed_dim)
         self.blocks = nn.ModuleList(
@@ -61,28 +70,40 @@ class SAMFeatureExtractor(nn.Module):
         """Always eval: the extractor is frozen."""
         return super().train(False)
 
-    @staticmethod
-    def resize_long_side_to_width(x: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> long side = W (SAM's ResizeLongestSide rounding, bilinear, antialiased)."""
-        h, w = x.shape[-2:]
-        if max(h, w) == w:
-            return x
-        scale = w / max(h, w)
-        size = (int(h * scale + 0.5), int(w * scale + 0.5))
-        return F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=True)
-
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1 or 3, H, W) -> (N, 3, H', W'): gray repeated to 3 channels, long side resized to W."""
         if x.dim() != 4 or x.shape[1] not in (1, 3):
             raise ValueError(f"SAM features expect (N, 1 or 3, H, W), got {tuple(x.shape)}")
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
-        x = self.resize_long_side_to_width(x)
+        return resize_long_side_to_width(x, self.resize)
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        x = self.preprocess(x)
         t = self.patch_embed(x)  # (N, h, w, C); quirk: no absolute position embedding added
         feats = []
         for blk in self.blocks:
             t = blk(t)
             feats.append(t.permute(0, 3, 1, 2))
         return feats
+
+
+def resize_long_side_to_width(x: torch.Tensor, resize: str = "antialias") -> torch.Tensor:
+    """(N, C, H, W) -> long side = W, i.e. (int(H s + 0.5), int(W s + 0.5)) with s = W / max(H, W).
+
+    The identity when W >= H. resize "antialias": bilinear, antialiased, align_corners=False;
+    "release": plain bilinear with align_corners=True (the release's preprocessing).
+    """
+    h, w = x.shape[-2:]
+    if max(h, w) == w:
+        return x
+    scale = w / max(h, w)
+    size = (int(h * scale + 0.5), int(w * scale + 0.5))
+    if resize == "release":
+        return F.interpolate(x, size, mode="bilinear", align_corners=True)
+    if resize != "antialias":
+        raise ValueError(f"SAM/features.py: resize must be one of {RESIZE_MODES}, got {resize!r}")
+    return F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=True)
 
 
 def encoder_weights(state: dict, depth: int = 2) -> dict:
@@ -99,13 +120,16 @@ def encoder_weights(state: dict, depth: int = 2) -> dict:
     return out
 
 
-def build_sam_feature_extractor(checkpoint: Optional[str | os.PathLike], device="cpu") -> SAMFeatureExtractor:
+def build_sam_feature_extractor(checkpoint: Optional[str | os.PathLike], device="cpu",
+                                resize: str = "antialias") -> SAMFeatureExtractor:
     """The frozen 2-block SAM ViT-B extractor; checkpoint None (or 'none') -> random weights, with a warning.
+
+    `resize` is the portrait resize mode (config sam.feature_resize: antialias | release).
 
     The checkpoint is a full SAM ViT-B file (sam_vit_b_01ec64.pth) or an encoder-only state_dict.
     Raises CheckpointError for a missing file or one without ViT-B encoder weights.
     """
-    model = SAMFeatureExtractor()
+    model = SAMFeatureExtractor(resize=resize)
     if is_random_checkpoint(checkpoint):
         warnings.warn(RANDOM_FEATURES_WARNING, stacklevel=2)
     else:

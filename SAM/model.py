@@ -7,8 +7,8 @@ seconds on a CPU (a ViT-B forward pass at 1024 takes tens of seconds there).
 """
 from __future__ import annotations
 
-import hashlib
 import os
+import sys
 import warnings
 from functools import partial
 from pathlib import Path
@@ -19,6 +19,12 @@ import numpy as np
 import torch
 from segment_anything import SamAutomaticMaskGenerator
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+from models.checkpoint import CheckpointError, read_state_dict
+from utils.errors import first_line
+from utils.hashing import sha256_of
+
+from .settings import is_random_checkpoint, require_sam_checkpoint
 
 
 # (embed_dim, depth, num_heads, global_attn_indexes) as in segment_anything/build_sam.py
@@ -31,17 +37,28 @@ RANDOM_WEIGHTS_WARNING = ("SAM has RANDOM weights (no checkpoint given): the mas
                           "use this only for tests and demos")
 
 
-class CheckpointError(ValueError):
-    """A SAM checkpoint that cannot be used; the message names the file and the problem."""
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
+RANDOM_BANNER = ("!" * 78 + "\n!! WARNING: sam.checkpoint none: SAM has RANDOM weights. The masks and the SAM features\n"
+                 "!! are MEANINGLESS; use this only for tests and demos.\n" + "!" * 78)
+
+
+def resolve_sam_checkpoint(value: Optional[str], where: str = "sam.checkpoint") -> Optional[str]:
+    """The SAM checkpoint a job uses: a path that exists, or None for random weights when the value is the
+    explicit word 'none' (then a banner is printed and the per-module random-weight warnings are silenced).
+
+    An unset value is an error (SAM.settings.require_sam_checkpoint says what to download): silently training
+    or caching with random SAM weights would give meaningless segments. `where` names the flag or key.
+    """
+    path = require_sam_checkpoint(value, where)
+    if path is None:
+        print(RANDOM_BANNER, file=sys.stderr)
+        warnings.filterwarnings("ignore", message=".*RANDOM weights.*")  # the banner said it
+        return None
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path}: SAM checkpoint not found")
+    return path
 
 def checkpoint_id(checkpoint: Optional[str | os.PathLike], seed: int = 0) -> str:
     """What the cache records about the weights: 'sha256:<hex>' of the file, or 'random-init:seed=<seed>'."""
@@ -50,24 +67,12 @@ def checkpoint_id(checkpoint: Optional[str | os.PathLike], seed: int = 0) -> str
     path = Path(checkpoint)
     if not path.is_file():
         raise CheckpointError(f"{path}: SAM checkpoint not found (give the path of sam_vit_b_01ec64.pth, or 'none' for random weights)")
-    return "sha256:" + file_sha256(path)
+    return "sha256:" + sha256_of(path)
 
 
 def load_state_dict(path: str | os.PathLike) -> Dict[str, torch.Tensor]:
-    """A plain tensor state_dict from a .pth file (unwrapping {'model': ...} / {'state_dict': ...})."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: SAM checkpoint not found")
-    try:
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated zips, non-torch files
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
-    for key in ("model", "state_dict"):
-        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-            sd = sd[key]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(f"{path}: expected a state_dict of tensors")
-    return sd
+    """A tensor state_dict from a SAM .pth file (bare, or wrapped under 'state_dict' / 'model')."""
+    return read_state_dict(path, missing="SAM checkpoint not found")
 
 
 def build_sam(model_type: str = "vit_b", checkpoint: Optional[str | os.PathLike] = None,
@@ -107,8 +112,7 @@ def build_sam(model_type: str = "vit_b", checkpoint: Optional[str | os.PathLike]
         try:
             sam.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            first = str(exc).splitlines()[0] if str(exc) else "mismatch"
-            raise CheckpointError(f"{checkpoint}: not a SAM {model_type} checkpoint ({first[:160]})") from None
+            raise CheckpointError(f"{checkpoint}: not a SAM {model_type} checkpoint ({first_line(exc)[:160]})") from None
     return sam.eval()
 
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from data.imageio import IMAGE_EXTENSIONS
 
-from .model import file_sha256
+from utils.hashing import sha256_of
 from .selection import select_for_cache
 from .settings import DEFAULT_SETTINGS, recorded_settings, resolve_settings, settings_digest
 from .store import CacheError, CacheMismatchError, Manifest, read_manifest, write_entry, write_manifest
@@ -104,7 +104,7 @@ def import_release_pickle(pickle_path: str | os.PathLike, cache_dir: str | os.Pa
     if not isinstance(data, dict):
         raise CacheError(f"{pickle_path}: expected a dict of image name -> masks, found {type(data).__name__}")
     rec = recorded_settings(s)
-    cid = "imported:sha256:" + file_sha256(pickle_path)
+    cid = "imported:sha256:" + sha256_of(pickle_path)
     manifest = Manifest(settings=rec, checkpoint=cid, digest=settings_digest(rec, cid))
     have = read_manifest(cache_dir)
     if have is not None and have.digest != manifest.digest and not overwrite:

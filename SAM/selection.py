@@ -1,4 +1,4 @@
-"""Which SAM masks are kept, and how they become segment images (SPEC-SAGE.md section 5).
+"""Which SAM masks are kept, and how they become segment images (docs/sage.md#sam-prior).
 
 Cache time (`select_for_cache`): sort each modality's masks by area, largest first (ties keep SAM's
 order), and keep the first n = min(cache_mask_num, #IR, #VIS) of BOTH lists, as the release does.

@@ -14,43 +14,37 @@ The `sam` config section (configs/sam.yaml) holds:
 
 Only what changes the masks is recorded in the cache (`recorded_settings`); points_per_batch and the
 device are speed knobs and are not.
+
+A training config's `sam:` section also holds run keys (RUN_KEYS): cache_dir, build_cache_if_missing,
+preset, and feature_resize, the portrait resize of the triplet loss's SAM features (antialias, the
+default, or release: plain bilinear with align_corners=True; SAM/features.py).
+
+`require_sam_checkpoint` is the check a real training run makes: an unset checkpoint fails fast instead
+of silently training with random SAM features; only the explicit string "none" (demos, tests) allows them.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional
 
 from utils.config import ConfigError, apply_overrides, load_config, merge
 
-# SPEC-SAGE.md section 5: SamAutomaticMaskGenerator as the authors ran it (other keys: library defaults).
-RELEASE_GENERATOR: Dict[str, Any] = {
-    "points_per_side": 128,
-    "points_per_batch": 64,
-    "pred_iou_thresh": 0.86,
-    "stability_score_thresh": 0.92,
-    "stability_score_offset": 1.0,
-    "box_nms_thresh": 0.7,
-    "crop_n_layers": 1,
-    "crop_nms_thresh": 0.7,
-    "crop_overlap_ratio": 512 / 1500,
-    "crop_n_points_downscale_factor": 2,
-    "min_mask_region_area": 100,
-}
+# The defaults (the authors' SamAutomaticMaskGenerator settings, docs/sam_prior.md) live in one file,
+# configs/sam.yaml; training configs include it with `base: sam.yaml`.
+DEFAULTS_FILE = Path(__file__).resolve().parents[1] / "configs" / "sam.yaml"
+DEFAULT_SETTINGS: Dict[str, Any] = load_config(DEFAULTS_FILE)["sam"]
+RELEASE_GENERATOR: Dict[str, Any] = DEFAULT_SETTINGS["generator"]
 
-DEFAULT_SETTINGS: Dict[str, Any] = {
-    "checkpoint": None,
-    "model_type": "vit_b",
-    "image_size": 1024,
-    "bgr_input": False,
-    "seed": 0,
-    "cache_mask_num": 20,
-    "use_mask_num": 4,
-    "allow_fill_missing": False,
-    "device": "auto",
-    "generator": RELEASE_GENERATOR,
-}
+# Keys of a training config's `sam:` section that are not SAM settings (where the cache lives, when to build it,
+# which preset of `presets:` to apply).
+RUN_KEYS = ("cache_dir", "build_cache_if_missing", "preset", "feature_resize")
+FEATURE_RESIZE_MODES = ("antialias", "release")  # SAM/features.py RESIZE_MODES
+SAM_CHECKPOINT_FILE = "sam_vit_b_01ec64.pth"
+SAM_CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
 
 # Keys of `generator` that do not change the masks (not recorded, not compared).
 SPEED_ONLY_GENERATOR_KEYS = ("points_per_batch",)
@@ -72,6 +66,37 @@ def resolve_settings(sam_cfg: Optional[Mapping[str, Any]] = None, preset: Option
             raise ConfigError(f"preset '{preset}' is not defined (known presets: {known}; see configs/sam.yaml)")
         out = merge(out, presets[preset])
     return check_settings(out)
+
+
+@dataclass(frozen=True)
+class SamRunSettings:
+    """A training config's `sam:` section resolved once, for the cache builder, the segment provider, the
+    teacher (use_mask_num) and the SAM feature extractor (settings["checkpoint"], checked by
+    SAM.model.resolve_sam_checkpoint)."""
+    settings: Dict[str, Any]          # complete, checked SAM settings (what the cache records)
+    cache_dir: Optional[str]          # None: <root_dir>/Mask_cache
+    build_cache_if_missing: bool
+    feature_resize: str = "antialias"  # portrait resize of the SAM features: antialias | release
+
+    @property
+    def use_mask_num(self) -> int:
+        return int(self.settings["use_mask_num"])
+
+    @property
+    def allow_fill_missing(self) -> bool:
+        return bool(self.settings["allow_fill_missing"])
+
+
+def sam_settings(section: Mapping[str, Any], presets: Optional[Mapping[str, Any]] = None) -> SamRunSettings:
+    """The `sam:` section of a training config (+ its `presets:`) -> SamRunSettings; the preset is applied."""
+    section = dict(section)
+    preset = section.get("preset")
+    core = {k: v for k, v in section.items() if k not in RUN_KEYS}
+    settings = resolve_settings(core, None if preset in (None, "release") else preset, presets)
+    resize = section.get("feature_resize") or "antialias"
+    if resize not in FEATURE_RESIZE_MODES:
+        raise ConfigError(f"sam.feature_resize={resize!r}: expected one of {', '.join(FEATURE_RESIZE_MODES)}")
+    return SamRunSettings(settings, section.get("cache_dir"), bool(section.get("build_cache_if_missing")), resize)
 
 
 def load_settings(config_path: str | os.PathLike, preset: Optional[str] = None,
@@ -118,6 +143,32 @@ def check_settings(s: Dict[str, Any]) -> Dict[str, Any]:
             raise ConfigError(f"sam.generator.{key}={gen[key]!r}: expected a number")
         gen[key] = float(gen[key])
     return s
+
+
+class MissingSAMCheckpointError(ConfigError):
+    """sam.checkpoint is unset in a run that needs real SAM weights."""
+
+
+def require_sam_checkpoint(value: Any, where: str = "sam.checkpoint") -> Optional[str]:
+    """The SAM checkpoint a real run uses: its path, or None when the config says `none` explicitly.
+
+    Args:
+        value: the config value of `where`: a path, the string "none" (any case: random SAM weights,
+            for demos and tests), or unset (None / "" / "null").
+        where: the config key, named in the error.
+    Returns:
+        the path as a string, or None for the explicit "none".
+    Raises:
+        MissingSAMCheckpointError (one line: what to download and where to put it) when unset, so that
+        an unconfigured run does not silently train its triplet loss on random SAM features.
+    """
+    if isinstance(value, str) and value.strip().lower() == "none":
+        return None
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null")):
+        raise MissingSAMCheckpointError(
+            f"{where} is not set: download {SAM_CHECKPOINT_FILE} from {SAM_CHECKPOINT_URL} into checkpoints/ and set "
+            f"{where}: checkpoints/{SAM_CHECKPOINT_FILE} (or {where}: none for a demo with random SAM weights)")
+    return str(value)
 
 
 def is_random_checkpoint(checkpoint: Any) -> bool:

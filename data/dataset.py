@@ -5,6 +5,11 @@ Each item is a dict of float32 tensors cropped to `crop_size` (H, W):
     vm (K,H,W), im (K,H,W) segment images (and vm_mask, im_mask (K,H,W) binary masks).
 Randomness (crop position, flip) is drawn from a generator seeded by (seed, epoch, index), so an epoch
 is reproducible and a resumed run sees exactly the crops an uninterrupted one would.
+
+Crops (`crop`, config data.crop): "label_box" (default) draws the crop inside the bounding box of the
+label's non-zero pixels, grown to the crop size, which is what the release's code intends; "uniform" is
+what the release does in effect: its box test runs on labels already scaled to k/255, finds no pixel,
+and every crop is a plain uniform random crop (docs/release_differences.md).
 """
 from __future__ import annotations
 
@@ -19,6 +24,13 @@ from .imageio import ImageReadError, read_index_map, read_ir, read_vis
 from .pairs import IR_DIR_NAMES, VIS_DIR_NAMES, PairingError, find_subdir, list_images, pair_folders
 
 LABEL_DIR_NAMES = ("Label", "label", "Labels", "labels")
+CROP_MODES = ("label_box", "uniform")
+
+
+def uniform_crop(shape: Tuple[int, int], crop: Tuple[int, int], rng: np.random.Generator) -> Tuple[int, int]:
+    """Top-left corner of a crop drawn uniformly over every position inside an image of `shape` (H, W)."""
+    (h, w), (ch, cw) = shape, crop
+    return int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
 
 
 def label_bbox_crop(label: np.ndarray, crop: Tuple[int, int], rng: np.random.Generator) -> Tuple[int, int]:
@@ -63,11 +75,15 @@ class FusionTrainSet(Dataset):
         official_label_scaling: reproduce the release's ToTensor label bug (class k -> k/255 -> long
             -> 0 for every pixel). Off by default.
         require_labels: without labels, crops are plain random crops and the label is all zeros.
+        crop: "label_box" (default: inside the grown bounding box of the labelled pixels, the
+            release's intent) or "uniform" (anywhere in the image, what the release does in effect).
     """
 
     def __init__(self, root: str | Path, crop_size: Sequence[int] = (192, 256), seed: int = 0,
                  hflip: float = 0.5, segments: Optional[Callable] = None,
-                 official_label_scaling: bool = False, require_labels: bool = True):
+                 official_label_scaling: bool = False, require_labels: bool = True, crop: str = "label_box"):
+        if crop not in CROP_MODES:
+            raise ValueError(f"data.crop={crop!r}: expected one of {', '.join(CROP_MODES)}")
         root = Path(root)
         ir_dir = find_subdir(root, IR_DIR_NAMES, "infrared")
         vis_dir = find_subdir(root, VIS_DIR_NAMES, "visible")
@@ -87,6 +103,7 @@ class FusionTrainSet(Dataset):
                 raise PairingError(f"{self.label_dir}: no label for pair '{name}'")
             self.items.append((name, ir, vis, labels.get(name)))
         self.crop = (int(crop_size[0]), int(crop_size[1]))
+        self.crop_mode = crop
         self.seed, self.hflip, self.segments = int(seed), float(hflip), segments
         self.official_label_scaling = bool(official_label_scaling)
         self.epoch = 0
@@ -97,9 +114,6 @@ class FusionTrainSet(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
-
-    def names(self) -> List[str]:
-        return [it[0] for it in self.items]
 
     def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
         name, ir_path, vis_path, label_path = self.items[index]
@@ -115,7 +129,10 @@ class FusionTrainSet(Dataset):
         ch, cw = self.crop
         if h < ch or w < cw:
             raise ImageReadError(f"{ir_path}: image {w}x{h} is smaller than the crop {cw}x{ch} (lower data.crop_size)")
-        top, left = label_bbox_crop(label, self.crop, rng)
+        if self.crop_mode == "uniform":
+            top, left = uniform_crop((h, w), self.crop, rng)
+        else:
+            top, left = label_bbox_crop(label, self.crop, rng)
         flip = rng.uniform() < self.hflip
         planes = {"ir": ir[None], "y": vis[0:1], "crcb": vis[1:3]}
         if self.segments is not None:

@@ -1,7 +1,7 @@
 """Reading IR/VIS images the way the release does, and writing outputs atomically.
 
 The release reads VIS with OpenCV (BGR) -> COLOR_BGR2YCrCb and IR with COLOR_BGR2GRAY, both as
-uint8 and then divided by 255 (SPEC-SAGE.md section 1). 8-bit inputs follow that path exactly so the
+uint8 and then divided by 255 (docs/sage.md#colour). 8-bit inputs follow that path exactly so the
 released outputs are reproduced bit for bit; 16-bit inputs are scaled by 65535 and converted in
 float32 with the same OpenCV formulas.
 """

@@ -16,8 +16,12 @@ class PairingError(ValueError):
     """The folders cannot be paired at all (missing folder, nothing to pair)."""
 
 
-def find_subdir(root: str | os.PathLike, names: Tuple[str, ...], what: str) -> Path:
-    """The first existing `root/name` for name in `names` (exact case), else PairingError."""
+def find_subdir(root: str | os.PathLike, names: Tuple[str, ...], what: str, hint: Optional[str] = None) -> Path:
+    """The first existing `root/name` for name in `names` (exact case), else PairingError.
+
+    The error lists the folders found in `root` and, when given, `hint` (what to do instead, e.g. which
+    flags name the folders): `DIR (folders: a, b; HINT): no infrared folder (looked for Ir, Inf, ir, IR)`.
+    """
     root = Path(root)
     if not root.is_dir():
         raise PairingError(f"{root}: no such directory")
@@ -25,15 +29,22 @@ def find_subdir(root: str | os.PathLike, names: Tuple[str, ...], what: str) -> P
     for name in names:
         if name in entries:
             return root / name
-    raise PairingError(f"{root}: no {what} folder (looked for {', '.join(names)})")
+    shown = sorted(entries)[:8]
+    found = (f"folders: {', '.join(shown)}{', ...' if len(entries) > len(shown) else ''}" if entries
+             else "no folders in it")
+    # The cause stays at the end of the line ("no ... folder (looked for ...)"); what was found and what to
+    # do come first, next to the folder's name.
+    raise PairingError(f"{root} ({found}{'; ' + hint if hint else ''}): "
+                       f"no {what} folder (looked for {', '.join(names)})")
 
 
 def resolve_dirs(img_dir: Optional[str] = None, ir_dir: Optional[str] = None,
                  vis_dir: Optional[str] = None) -> Tuple[Path, Path]:
     """IR and VIS folders from either `img_dir` (holding Ir/Vis or their aliases) or explicit paths."""
     if img_dir is not None:
-        ir = Path(ir_dir) if ir_dir else find_subdir(img_dir, IR_DIR_NAMES, "infrared")
-        vis = Path(vis_dir) if vis_dir else find_subdir(img_dir, VIS_DIR_NAMES, "visible")
+        hint = "name the folders with --ir_dir/--vis_dir"
+        ir = Path(ir_dir) if ir_dir else find_subdir(img_dir, IR_DIR_NAMES, "infrared", hint)
+        vis = Path(vis_dir) if vis_dir else find_subdir(img_dir, VIS_DIR_NAMES, "visible", hint)
     elif ir_dir and vis_dir:
         ir, vis = Path(ir_dir), Path(vis_dir)
     else:
@@ -73,12 +84,27 @@ class Pairing:
     ir_only: List[Path] = field(default_factory=list)
     vis_only: List[Path] = field(default_factory=list)
     duplicates: List[Path] = field(default_factory=list)  # ignored: another file has the same base name
+    ir_count: int = 0   # image files found in the IR folder (duplicates included)
+    vis_count: int = 0  # image files found in the VIS folder (duplicates included)
+
+    def no_pairs_message(self, ir_dir: str | os.PathLike, vis_dir: str | os.PathLike) -> str:
+        """One line for a pairing without pairs: how many image files each side had, with an example."""
+        def side(folder, count: int, files: List[Path]) -> str:
+            if not count:
+                return f"{folder} (no image files: {' '.join(IMAGE_EXTENSIONS)})"
+            example = f", e.g. {files[0].name}" if files else ""
+            return f"{folder} ({count} image file{'s' if count != 1 else ''}{example})"
+        text = (f"no IR/VIS pairs with matching names in {side(ir_dir, self.ir_count, self.ir_only)} and "
+                f"{side(vis_dir, self.vis_count, self.vis_only)}")
+        if self.ir_count and self.vis_count:
+            text += "; a pair is two files with the same base name (a.png pairs with a.jpg)"
+        return text
 
 
 def pair_folders(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike) -> Pairing:
     """Pair files of two folders by base name, across png/jpg/jpeg/bmp/tif/tiff."""
     (ir, ir_dup), (vis, vis_dup) = _scan_images(ir_dir), _scan_images(vis_dir)
-    result = Pairing(duplicates=ir_dup + vis_dup)
+    result = Pairing(duplicates=ir_dup + vis_dup, ir_count=len(ir) + len(ir_dup), vis_count=len(vis) + len(vis_dup))
     for name in sorted(set(ir) | set(vis)):
         if name in ir and name in vis:
             result.pairs.append((name, ir[name], vis[name]))

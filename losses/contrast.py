@@ -56,7 +56,13 @@ def _segment_weights(
     return masks.to(segments.dtype)
 
 
-def contrast_loss(
+def nonempty_channels(weights: torch.Tensor) -> List[int]:
+    """Indices k of the channels of (B, K, H, W) `weights` that are not all zero over the whole batch;
+    the triplet loss skips the others (the release prints "k vi_mask is zero" for each)."""
+    return [k for k in range(weights.shape[1]) if bool(weights[:, k].any())]
+
+
+def contrast_parts(
     out: torch.Tensor,
     y: torch.Tensor,
     ir: torch.Tensor,
@@ -68,8 +74,9 @@ def contrast_loss(
     vm_masks: Optional[torch.Tensor] = None,
     im_masks: Optional[torch.Tensor] = None,
     eps: float = 1e-7,
-) -> torch.Tensor:
-    """CR(out, Y, IR, ref, VM, IM): the sum of the triplet ratios over all non-empty segment channels.
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """CR(out, Y, IR, ref, VM, IM) in its two parts: the sums of the triplet ratios over the non-empty VIS
+    channels and over the non-empty IR channels (the release's DH3 and DH4; CR = DH3 + DH4).
 
     Args:
         out: (B, 1, H, W) anchor, the output being trained (gradients flow to it).
@@ -84,7 +91,7 @@ def contrast_loss(
         vm_masks, im_masks: (B, K, H, W) binary masks, required when contrast_mask == "binary".
         eps: added to the negative distance.
     Returns:
-        scalar tensor; 0 when every channel is empty.
+        (vis, ir) scalar tensors; a part is 0 when all its channels are empty.
 
     A channel is skipped when its weight slice m = (B, 1, H, W) is all zero over the whole batch
     (as in the release). A sample whose segment is empty while others in the batch are not is not
@@ -104,12 +111,11 @@ def contrast_loss(
     # (m, negative) for every non-empty channel, VIS first then IR.
     slots: List[Tuple[torch.Tensor, torch.Tensor]] = []
     for weights, negative in ((w_vis, y), (w_ir, ir)):
-        for k in range(weights.shape[1]):
-            m = weights[:, k : k + 1]
-            if bool(m.any()):
-                slots.append((m, negative))
+        slots += [(weights[:, k : k + 1], negative) for k in nonempty_channels(weights)]
+    n_vis = len(nonempty_channels(w_vis))
+    parts = [out.new_zeros(()), out.new_zeros(())]
     if not slots:
-        return out.new_zeros(())
+        return parts[0], parts[1]
 
     n, b = len(slots), out.shape[0]
     anchors = extractor(torch.cat([out * m for m, _ in slots]))
@@ -117,10 +123,29 @@ def contrast_loss(
         consts = extractor(
             torch.cat([ref * m for m, _ in slots] + [neg.detach() * m for m, neg in slots])
         )
-    total = out.new_zeros(())
     for i in range(n):
         a_i = [f[i * b : (i + 1) * b] for f in anchors]
         p_i = [f[i * b : (i + 1) * b] for f in consts]
         n_i = [f[(n + i) * b : (n + i + 1) * b] for f in consts]
-        total = total + feature_distance(a_i, p_i) / (feature_distance(a_i, n_i) + eps)
-    return total
+        part = 0 if i < n_vis else 1
+        parts[part] = parts[part] + feature_distance(a_i, p_i) / (feature_distance(a_i, n_i) + eps)
+    return parts[0], parts[1]
+
+
+def contrast_loss(
+    out: torch.Tensor,
+    y: torch.Tensor,
+    ir: torch.Tensor,
+    ref: torch.Tensor,
+    vm: torch.Tensor,
+    im: torch.Tensor,
+    extractor: FeatureExtractor,
+    contrast_mask: str = "image",
+    vm_masks: Optional[torch.Tensor] = None,
+    im_masks: Optional[torch.Tensor] = None,
+    eps: float = 1e-7,
+) -> torch.Tensor:
+    """CR = DH3 + DH4, the sum of the triplet ratios over all non-empty segment channels (scalar tensor);
+    arguments as for contrast_parts."""
+    vis, ir_part = contrast_parts(out, y, ir, ref, vm, im, extractor, contrast_mask, vm_masks, im_masks, eps)
+    return vis + ir_part

@@ -10,7 +10,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .contrast import FeatureExtractor, contrast_loss
+from .contrast import FeatureExtractor, contrast_parts
 from .gradient import gradient_loss
 from .weights import LossWeights
 
@@ -47,7 +47,7 @@ def cal_loss(
         contrast_mask, vm_masks, im_masks: see losses.contrast.contrast_loss.
     Returns:
         (total scalar, terms) with terms mse_y, mse_ir, g_src, fuse, grad, cal and, with ref,
-        mse_ref, g_ref, cr, contrast.
+        mse_ref, g_ref, cr (= cr_vis + cr_ir, the release's DH3 + DH4), contrast.
     """
     w = weights or LossWeights()
     terms: Terms = {"mse_y": F.mse_loss(out, y), "mse_ir": F.mse_loss(out, ir), "g_src": gradient_loss(out, y, ir)}
@@ -64,7 +64,9 @@ def cal_loss(
             if extractor is None or vm is None or im is None:
                 raise ValueError("losses/fusion.py: the triplet loss needs vm, im and a feature extractor "
                                  "(SAM.features.build_sam_feature_extractor); set loss.w_contrast: 0 to drop it")
-            terms["cr"] = contrast_loss(out, y, ir, ref, vm, im, extractor, contrast_mask, vm_masks, im_masks)
+            terms["cr_vis"], terms["cr_ir"] = contrast_parts(out, y, ir, ref, vm, im, extractor, contrast_mask,
+                                                             vm_masks, im_masks)
+            terms["cr"] = terms["cr_vis"] + terms["cr_ir"]
             terms["contrast"] = terms["cr"] / w.contrast_div
             total_extra = w.w_contrast * terms["contrast"]
     terms["fuse"], terms["grad"] = fuse, grad

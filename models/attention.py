@@ -70,7 +70,9 @@ class CrossAttention(nn.Module):
         # A context is another module's projected keys/values (width inner), so inner must equal dim.
         self.to_k = nn.Linear(dim, inner, bias=False)
         self.to_v = nn.Linear(dim, inner, bias=False)
-        self.to_out = nn.Linear(inner, dim)
+        # Sequential(Linear, Identity): the release's to_out is Sequential(Linear, Dropout(p=0)), so its
+        # weights are named to_out.0.*; the Identity keeps that numbering (docs/release_differences.md).
+        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Identity())
 
     def _split(self, t: torch.Tensor) -> torch.Tensor:
         b, n, _ = t.shape
@@ -106,11 +108,15 @@ class GEGLU(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """GEGLU(dim -> mult*dim) -> Linear(mult*dim -> dim). (.., dim) -> (.., dim)."""
+    """GEGLU(dim -> mult*dim) -> Linear(mult*dim -> dim). (.., dim) -> (.., dim).
+
+    net = Sequential(GEGLU, Identity, Linear): the release has Dropout(p=0) in the middle, so its
+    Linear is net.2; the Identity keeps the release's state_dict names.
+    """
 
     def __init__(self, dim: int = 64, mult: int = 4):
         super().__init__()
-        self.net = nn.Sequential(GEGLU(dim, mult * dim), nn.Linear(mult * dim, dim))
+        self.net = nn.Sequential(GEGLU(dim, mult * dim), nn.Identity(), nn.Linear(mult * dim, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -130,9 +136,10 @@ class BasicTransformerBlock(nn.Module):
 
     def __init__(self, dim: int = 64, heads: int = 2, dim_head: int = 32, attn_impl: str = "sdpa"):
         super().__init__()
+        # Registered in the release's order (attn1, ff, attn2, norms) so state_dicts list keys alike.
         self.attn1 = CrossAttention(dim, heads, dim_head, attn_impl)
-        self.attn2 = CrossAttention(dim, heads, dim_head, attn_impl)
         self.ff = FeedForward(dim)
+        self.attn2 = CrossAttention(dim, heads, dim_head, attn_impl)
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
         self.norm3 = nn.LayerNorm(dim)
@@ -166,7 +173,8 @@ class SpatialTransformer(nn.Module):
             raise ValueError(f"models/attention.py: heads*dim_head = {heads * dim_head} must equal channels = {channels}")
         self.norm = nn.GroupNorm(groups, channels, eps=1e-6, affine=True)
         self.proj_in = nn.Conv2d(channels, channels, 1)
-        self.block = BasicTransformerBlock(channels, heads, dim_head, attn_impl)
+        # A list of depth 1, as the release holds it: its weights are named transformer_blocks.0.*
+        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(channels, heads, dim_head, attn_impl)])
         self.proj_out = nn.Conv2d(channels, channels, 1)
         # Zero-initialised output projection: the transformer starts as the identity.
         nn.init.zeros_(self.proj_out.weight)
@@ -175,7 +183,7 @@ class SpatialTransformer(nn.Module):
     def forward(self, x: torch.Tensor, context: Optional[Context] = None) -> Tuple[torch.Tensor, Context]:
         b, c, h, w = x.shape
         t = self.proj_in(self.norm(x)).flatten(2).transpose(1, 2)  # (B, HW, C)
-        t, ctx = self.block(t, context)
+        t, ctx = self.transformer_blocks[0](t, context)
         t = t.transpose(1, 2).reshape(b, c, h, w)
         return self.proj_out(t) + x, ctx
 

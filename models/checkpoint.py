@@ -1,4 +1,8 @@
-"""Loading network weights from the many shapes a checkpoint file takes, with one-line errors."""
+"""Reading checkpoint files: the project's one `torch.load` (weights only, on the CPU) and its one error type.
+
+Every file of weights or training state goes through `load_checkpoint`: the SAGE student and teacher
+(`read_state_dict`, `load_weights`), SAM (`SAM.model`) and train.py's last.pt (`utils.run_state`).
+"""
 from __future__ import annotations
 
 import os
@@ -6,10 +10,12 @@ import re
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, Optional
 
 import torch
 import torch.nn as nn
+
+from utils.errors import first_line
 
 from .student import Student
 
@@ -43,8 +49,26 @@ def _load_failure(path: Path, exc: Exception) -> str:
         return "a truncated or corrupt zip archive"
     if head[:1] != b"\x80":  # every torch.save format starts with a zip or a pickle protocol header
         return "neither a torch.save zip archive nor a pickle"
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
-    return first[:160]
+    return first_line(exc)[:160]
+
+
+def load_checkpoint(path: str | os.PathLike, missing: str = "no such checkpoint file",
+                    error: type[CheckpointError] = CheckpointError) -> Any:
+    """torch.load(path) on the CPU with weights_only=True: a file saved on CUDA loads anywhere, and a file
+    that needs arbitrary Python objects is refused, not executed.
+
+    A missing file, a folder or an unreadable file raises `error` (CheckpointError or a subclass) with
+    one line naming the file; `missing` is the text for a file that does not exist.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise error(f"{path}: is a directory, not a checkpoint file")
+    if not path.is_file():
+        raise error(f"{path}: {missing}")
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated / foreign files
+        raise error(f"{path}: not a readable PyTorch checkpoint ({_load_failure(path, exc)})") from None
 
 
 def strip_prefix(state: Dict[str, torch.Tensor], prefix: str = "module.") -> Dict[str, torch.Tensor]:
@@ -52,20 +76,14 @@ def strip_prefix(state: Dict[str, torch.Tensor], prefix: str = "module.") -> Dic
     return OrderedDict((k[len(prefix):] if k.startswith(prefix) else k, v) for k, v in state.items())
 
 
-def read_state_dict(path: str | os.PathLike, keys: Iterable[str] = WRAPPER_KEYS) -> Dict[str, torch.Tensor]:
+def read_state_dict(path: str | os.PathLike, keys: Iterable[str] = WRAPPER_KEYS,
+                    missing: str = "no such checkpoint file") -> Dict[str, torch.Tensor]:
     """Read a state_dict on the CPU from a bare or wrapped checkpoint (`weights_only=True`).
 
     A file saved on CUDA loads on a CPU-only machine. `module.` prefixes are stripped.
     """
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated / foreign files
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_load_failure(path, exc)})") from None
+    obj = load_checkpoint(path, missing)
     if not _is_state_dict(obj):
         inner = None
         if isinstance(obj, dict):
@@ -79,7 +97,7 @@ def read_state_dict(path: str | os.PathLike, keys: Iterable[str] = WRAPPER_KEYS)
 
 
 def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], path: str | os.PathLike,
-                 what: str = "network") -> nn.Module:
+                 what: str = "SAGE network") -> nn.Module:
     """Strictly load `state` into `model`; a mismatch raises CheckpointError naming the first few keys."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
@@ -88,7 +106,7 @@ def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], path: str | o
         def head(keys):
             return ", ".join(keys[:4]) + (f" ... ({len(keys)} in all)" if len(keys) > 4 else "") if keys else "none"
         raise CheckpointError(
-            f"{path}: not a SAGE {what} checkpoint (missing keys: {head(missing)}; unexpected keys: {head(unexpected)})")
+            f"{path}: not a {what} checkpoint (missing keys: {head(missing)}; unexpected keys: {head(unexpected)})")
     wrong = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
     if wrong:
         k = wrong[0]
@@ -100,5 +118,5 @@ def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], path: str | o
 
 def load_student(path: str | os.PathLike, device: Optional[torch.device | str] = None) -> Student:
     """A Student in eval mode with the weights of `path` (release file, our epoch files or last.pt)."""
-    model = load_weights(Student(), read_state_dict(path), path, what="student")
+    model = load_weights(Student(), read_state_dict(path), path, what="SAGE student")
     return model.to(device or "cpu").eval()

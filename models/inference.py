@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Callable, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
+
+from .padding import pad_to_multiple
 
 FuseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -14,21 +15,6 @@ FuseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # are already far below one grey level (tests/models/test_engine_tiling.py checks it). Neighbouring tiles
 # share `overlap` pixels and the seam sits in the middle, so each pixel keeps overlap/2 of context.
 DEFAULT_OVERLAP = 64
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
-    """Pad (B, C, H, W) at the bottom/right so H and W are multiples of `multiple`.
-
-    Reflection padding where the image is large enough, replication otherwise. Returns the padded
-    tensor and the original (H, W). A no-op when the size already fits (so released outputs are
-    reproduced exactly for such sizes).
-    """
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x, (h, w)
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
 
 
 @torch.inference_mode()

@@ -1,20 +1,22 @@
 """Benchmark the inference engines: median time per pair, speed-up over the reference, output difference, memory.
 
-    python scripts/benchmark.py                              # student, 1024x768, engines reference,fast,onnx
+    python scripts/benchmark.py                              # student, 1024x768, engines reference,reference+malloc,fast,onnx
     python scripts/benchmark.py --engines reference,fast,compile,onnx --repeats 7
     python scripts/benchmark.py --model teacher              # teacher at 800x600: explicit attention vs SDPA
 
-Student: a real 1024x768 pair from ../shared/sage_reference/data/test when present (else a synthetic
-one) and the authors' checkpoint when present (else --checkpoint, else random weights). Every engine
+Student: a real 1024x768 pair from the reference data's sage_reference/data/test ($SAGE_REFERENCE_DIR, docs/testing.md) when present (else a synthetic
+one). Weights: --checkpoint, else checkpoints/checkpoints.pt (where scripts/download_weights.py puts the
+authors' file), else the copy in the reference data, else random weights (said so in the output;
+the timings hold for any weights, the differences are those of random weights). Every engine
 is warmed up, then the engines are timed in turns (round robin, so a busy machine slows them alike)
 and the median is reported. `reference` is the plain module in a default process (as the release
 runs it); every other row uses test.py's process setting keep_freed_memory (glibc malloc reuses
-freed feature maps, models/engines/runtime.py), and `reference+malloc` shows what that setting alone
+freed feature maps, utils/memory.py), and `reference+malloc` shows what that setting alone
 gives the plain module. The difference is the largest per-channel difference, in grey levels,
 between the 8-bit colour outputs of the engine and of the reference. Peak memory is measured in a
 fresh process per engine (peak RSS on CPU, peak allocated on CUDA). The last line reads
-`speedup <ratio>x maxdiff <levels>` for the --headline engine (default: the engine test.py's
-`--engine auto` picks here: onnx on CPU with onnxruntime installed, else fast).
+`speedup <ratio>x maxdiff <levels>` for the --headline engine (default: the engine test.py's default
+`--engine auto` runs, which is `fast`; onnx is an option, not the default).
 
 Teacher: random weights (no teacher is released), the real pair resized to 800x600 with synthetic
 segment images; "explicit" is the release's softmax(QK^T)V attention (the reference), "sdpa" PyTorch's
@@ -44,10 +46,12 @@ import torch  # noqa: E402
 from data.colour import fused_to_bgr8  # noqa: E402
 from data.imageio import read_ir, read_vis  # noqa: E402
 from models.inference import fuse_padded  # noqa: E402
+from utils.reference import reference_dir  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "sage_reference"
+SHARED = reference_dir() / "sage_reference"
 REAL_PAIR = (SHARED / "data" / "test" / "Ir" / "00000.png", SHARED / "data" / "test" / "Vis" / "00000.png")
-RELEASE_CKPT = SHARED / "checkpoints" / "checkpoints.pt"
+LOCAL_CKPT = ROOT / "checkpoints" / "checkpoints.pt"      # where the README puts the authors' file
+RELEASE_CKPT = SHARED / "checkpoints" / "checkpoints.pt"  # the reference data's copy beside the checkout
 STUDENT_ENGINES = ("reference", "reference+malloc", "fast", "onnx")
 TEACHER_ENGINES = ("explicit", "sdpa")
 
@@ -81,22 +85,37 @@ def segment_images(h: int, w: int, k: int = 4, seed: int = 0) -> torch.Tensor:
 
 
 # ---- engines -----------------------------------------------------------------------------------------
+def pick_checkpoint(checkpoint: Optional[str]) -> Tuple[Optional[Path], str]:
+    """(student weights to benchmark or None for random weights, a line saying which and why)."""
+    if checkpoint:
+        return Path(checkpoint), f"{checkpoint} (--checkpoint)"
+    for path, why in ((LOCAL_CKPT, "the authors' file in checkpoints/"),
+                      (RELEASE_CKPT, "the authors' file in the reference data")):
+        if path.is_file():
+            return path, f"{path} ({why})"
+    local = LOCAL_CKPT.relative_to(ROOT) if LOCAL_CKPT.is_relative_to(ROOT) else LOCAL_CKPT
+    return None, (f"RANDOM weights: no --checkpoint and no {local} "
+                  "(`python scripts/download_weights.py` fetches the authors' file); the timings hold for any "
+                  "weights, the max diff column is that of random weights")
+
+
 def student_runners(names, checkpoint: Optional[str], device, workdir: Path) -> Tuple[Dict[str, Callable], str]:
-    """name -> fn(y, ir) -> fused, for the student engines `names`."""
+    """name -> fn(y, ir) -> fused, for the student engines `names`; and a description (weights, engines)."""
     from models.checkpoint import load_student
     from models.engines import build_engine, export_student_onnx
     from models.student import Student
-    ckpt = checkpoint or (str(RELEASE_CKPT) if RELEASE_CKPT.is_file() else None)
+    ckpt, weights = pick_checkpoint(checkpoint)
     if ckpt:
-        model, what = load_student(ckpt, device), f"weights {ckpt}"
+        model = load_student(ckpt, device)
     else:
         torch.manual_seed(0)
-        model, what = Student().to(device).eval(), "random weights (no checkpoint found)"
+        model = Student().to(device).eval()
+    described = []
     onnx_path = None
     if "onnx" in names:
         onnx_path = export_student_onnx(model, workdir / "student.onnx")
         model.to(device)
-    from models.engines import keep_freed_memory
+    from utils.memory import keep_freed_memory
     runners = {}
     for n in names:
         base = "reference" if n == "reference+malloc" else n
@@ -109,8 +128,8 @@ def student_runners(names, checkpoint: Optional[str], device, workdir: Path) -> 
                 keep_freed_memory(tuned)
             return fuse_padded(e, y, ir)
         runners[n] = run
-        what += f"; {n}: {engine.describe()}" + (" with malloc reusing freed memory" if tuned else "")
-    return runners, what
+        described.append(f"{n}: {engine.describe()}" + (" with malloc reusing freed memory" if tuned else ""))
+    return runners, f"weights: {weights}\n  engines: {'; '.join(described)}"
 
 
 def attention_bytes(h: int, w: int, heads: int = 2, pool: int = 4, multiple: int = 16) -> int:
@@ -237,14 +256,16 @@ def main(argv=None) -> int:
     p.add_argument("--model", choices=("student", "teacher"), default="student")
     p.add_argument("--engines", help=f"comma-separated (student: reference,reference+malloc,fast,compile,onnx; default "
                                      f"{','.join(STUDENT_ENGINES)}; teacher: {','.join(TEACHER_ENGINES)})")
-    p.add_argument("--checkpoint", help="student weights (default: the authors' file in ../shared when present)")
+    p.add_argument("--checkpoint", help="student weights (default: checkpoints/checkpoints.pt when present, else the "
+                                        "authors' file in the reference data, else random weights, said so)")
     p.add_argument("--size", help="WIDTHxHEIGHT (default 1024x768 for the student, 800x600 for the teacher)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: PyTorch's choice)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs per engine (default 1)")
     p.add_argument("--repeats", type=int, help="timed runs per engine (default 5 student, 2 teacher)")
-    p.add_argument("--headline", default=None, help="engine of the final `speedup` line (default: test.py's auto "
-                                                      "choice for the student, sdpa for the teacher)")
+    p.add_argument("--headline", default=None, help="engine of the final `speedup` line (default: fast, the engine of "
+                                                      "test.py's default --engine auto, for the student; sdpa for "
+                                                      "the teacher)")
     p.add_argument("--no_memory", action="store_true", help="skip the per-engine peak-memory processes")
     p.add_argument("--_probe", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Build, check or import the SAM segment cache of a training folder (SPEC-SAGE.md section 5).
+"""Build, check or import the SAM segment cache of a training folder (docs/sam_prior.md, docs/sage.md#sam-prior).
 
     python scripts/build_mask_cache.py --root_dir data/train --sam_checkpoint sam_vit_b_01ec64.pth
     python scripts/build_mask_cache.py --root_dir data/train --sam_checkpoint sam_vit_b_01ec64.pth --preset fast
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -25,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.imageio import ImageReadError  # noqa: E402
 from data.pairs import PairingError  # noqa: E402
 from SAM.cache_builder import CACHE_DIR_NAME, build_cache, list_pairs, parse_shard  # noqa: E402
-from SAM.model import CheckpointError  # noqa: E402
-from SAM.settings import is_random_checkpoint, load_settings  # noqa: E402
+from SAM.model import CheckpointError, resolve_sam_checkpoint  # noqa: E402
+from SAM.settings import load_settings  # noqa: E402
 from SAM.store import CacheError, cache_stats, verify_cache  # noqa: E402
 from utils.config import ConfigError  # noqa: E402
 from utils import distributed  # noqa: E402
@@ -34,9 +33,6 @@ from utils.device import DeviceError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_ERRORS = (CacheError, CheckpointError, ConfigError, DeviceError, ImageReadError, PairingError)
-RANDOM_BANNER = ("!" * 78 + "\n!! WARNING: --sam_checkpoint none: SAM has RANDOM weights. The masks are MEANINGLESS;\n"
-                 "!! use this only for tests and demos.\n" + "!" * 78)
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,15 +110,7 @@ def do_build(args: argparse.Namespace, settings: dict, cache_dir: Path, shard) -
 
 def resolve_checkpoint(args: argparse.Namespace, settings: dict):
     ckpt = args.sam_checkpoint if args.sam_checkpoint is not None else settings.get("checkpoint")
-    if ckpt is None:
-        raise ConfigError("no SAM checkpoint: give --sam_checkpoint PATH (sam_vit_b_01ec64.pth) or --sam_checkpoint none")
-    if is_random_checkpoint(ckpt):
-        print(RANDOM_BANNER, file=sys.stderr)
-        warnings.filterwarnings("ignore", message=".*RANDOM weights.*")  # the banner said it
-        return None
-    if not Path(ckpt).is_file():
-        raise CheckpointError(f"{ckpt}: SAM checkpoint not found")
-    return ckpt
+    return resolve_sam_checkpoint(ckpt, "--sam_checkpoint")
 
 
 def run_distributed(args: argparse.Namespace, settings: dict, cache_dir: Path, rank: int, world: int) -> int:

@@ -1,6 +1,6 @@
 """Check this project against a reference fixture folder computed by a release's own code.
 
-    python scripts/check_fixture.py ../shared/fixtures/sage_release
+    python scripts/check_fixture.py $SAGE_REFERENCE_DIR/fixtures/sage_release
     python scripts/check_fixture.py FOLDER --kind xdecoder_tiny
 
 The kind (sage_release, xdecoder_tiny, sgafusion_release) is recognised from the folder's files. The
@@ -18,11 +18,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from conformance import KINDS, FixtureError, check, detect_kind  # noqa: E402
+from utils.errors import first_line  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("folder", type=Path, help="fixture folder (e.g. ../shared/fixtures/sage_release)")
+    p.add_argument("folder", type=Path, help="fixture folder (e.g. $SAGE_REFERENCE_DIR/fixtures/sage_release, docs/testing.md)")
     p.add_argument("--kind", choices=sorted(KINDS), help="skip recognition and treat the folder as this kind")
     args = p.parse_args(argv)
     try:
@@ -32,7 +33,7 @@ def main(argv=None) -> int:
             print(comparison.line(), flush=True)
             results.append(comparison)
     except (FixtureError, FileNotFoundError, KeyError) as exc:
-        print(f"error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 2
     worst = max((c.max_rel for c in results), default=0.0)
     ok = bool(results) and all(c.passed for c in results)

@@ -7,7 +7,7 @@
 Files are paired by base name (png/jpg/jpeg/bmp/tif/tiff, any mix). One method writes REPORT_DIR/metrics.csv
 (one row per image), summary.csv and summary.md; several methods write the same per method in
 REPORT_DIR/<method>/ plus comparison.csv/.md (best value per metric in bold) and plots/<group>.png, and
-are scored on the pairs that every method has. Definitions follow the IVIF_ZOO toolkit (see METRICS.md).
+are scored on the pairs that every method has. Definitions follow the IVIF_ZOO toolkit (see docs/metrics.md).
 """
 from __future__ import annotations
 

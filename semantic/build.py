@@ -25,7 +25,7 @@ from .segformer import class_names_of, load_segformer
 from .semantic_loss import SemanticLoss
 
 BACKENDS = ("none", "segformer", "trained")
-DEFAULT_INPUT_SIZE = (384, 384)  # the release's X-Decoder input (SPEC-SAGE.md section 4)
+DEFAULT_INPUT_SIZE = (384, 384)  # the release's X-Decoder input (docs/sage.md#semantic-term)
 
 
 def parse_input_size(value: Any, model_size: Optional[Tuple[int, int]]) -> Optional[Tuple[int, int]]:
@@ -66,7 +66,7 @@ def build_judge(cfg: Dict[str, Any], device: Union[str, torch.device, None] = No
     if backend == "xdecoder":
         raise SemanticConfigError("semantic.backend=xdecoder: X-Decoder is not part of this reproduction (its code is "
                                   "not a package and its weights cannot be fetched); use segformer or trained "
-                                  "(see xdecoder/README.md)")
+                                  "(see docs/semantic.md#x-decoder)")
     if backend not in BACKENDS:
         raise SemanticConfigError(f"semantic.backend={backend}: unknown (choose {', '.join(BACKENDS)})")
     names = load_class_names(cfg.get("class_names"))
@@ -103,7 +103,9 @@ def build_semantic_loss(cfg: Dict[str, Any], device: Union[str, torch.device, No
         return None
     names = judge.mapping.target_names
     ignore_index = check_ignore_index(cfg.get("ignore_index", DEFAULT_IGNORE_INDEX), names)
-    ignore_classes = cfg.get("ignore_classes", background_classes(names))
+    ignore_classes = cfg.get("ignore_classes")
+    if ignore_classes is None:  # unset (null): the class list's background class(es); [] ignores none
+        ignore_classes = background_classes(names)
     loss = SemanticLoss(judge, ignore_index, resolve_ignore_classes(ignore_classes, names))
     if device is not None:
         loss.to(device)

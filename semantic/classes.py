@@ -1,6 +1,6 @@
 """Class lists (in label order) and reading them from configs.
 
-FMB's labels index 0 = background, 1 = Road, ... 14 = Pole (SPEC-SAGE.md section 4). The release's
+FMB's labels index 0 = background, 1 = Road, ... 14 = Pole (docs/sage.md#semantic-term). The release's
 X-Decoder prompt list puts "road" first and "background" last; here every list is in label order, so
 class k of a logit tensor is the class whose pixels carry the value k in the label PNGs.
 """
@@ -9,7 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
+import numpy as np
 import yaml
+
+from utils.errors import first_line
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,6 +26,19 @@ CITYSCAPES_CLASSES: List[str] = ["road", "sidewalk", "building", "wall", "fence"
                                  "bus", "train", "motorcycle", "bicycle"]
 
 DEFAULT_IGNORE_INDEX = 255
+
+
+def check_label_range(label, num_classes: int, ignore_index: int, what: str, hint: str,
+                      error: type[Exception] = ValueError) -> None:
+    """The one label check: every value of `label` (integer numpy array or tensor, any shape) is a class
+    0..num_classes-1 or `ignore_index`; otherwise raise `error` naming `what`, up to 8 bad values and `hint`."""
+    bad = (label != ignore_index) & ((label < 0) | (label >= num_classes))
+    if not bool(bad.any()):
+        return
+    values = label[bad]
+    values = values.cpu().numpy() if hasattr(values, "cpu") else np.asarray(values)
+    raise error(f"{what}: label values {np.unique(values)[:8].tolist()} are outside the class list "
+                f"0..{num_classes - 1} (ignore index {ignore_index}); {hint}")
 
 
 class SemanticConfigError(ValueError):
@@ -46,7 +62,7 @@ def read_yaml(path: str | Path, what: str) -> Any:
     try:
         return yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
-        raise SemanticConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise SemanticConfigError(f"{p}: not valid YAML ({first_line(exc)})") from None
 
 
 def load_class_names(value: Optional[Any]) -> List[str]:

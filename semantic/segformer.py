@@ -14,6 +14,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from utils.errors import first_line
+
 from .classes import SemanticConfigError, resolve_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -101,11 +103,6 @@ def class_names_of(model) -> List[str]:
     return [str(cfg.id2label.get(i, cfg.id2label.get(str(i), f"LABEL_{i}"))) for i in range(cfg.num_labels)]
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def looks_like_hub_id(model_ref: str) -> bool:
     """'owner/name' whose owner is not a local folder (so 'checkpoints/typo' stays a missing local path)."""
     ref = str(model_ref)
@@ -142,7 +139,7 @@ def load_segformer(model_ref: str, where: str = "semantic.model", allow_hub: boo
         try:
             model = SegformerForSemanticSegmentation.from_pretrained(str(path), local_files_only=True)
         except (OSError, ValueError, RuntimeError) as exc:
-            raise SemanticConfigError(f"{path}: cannot load the SegFormer weights ({_first_line(exc)})") from None
+            raise SemanticConfigError(f"{path}: cannot load the SegFormer weights ({first_line(exc)})") from None
         proc_file = path / "preprocessor_config.json"
         proc = json.loads(proc_file.read_text()) if proc_file.is_file() else {}
         meta_file = path / SEGMENTER_META
@@ -154,7 +151,7 @@ def load_segformer(model_ref: str, where: str = "semantic.model", allow_hub: boo
         except Exception as exc:  # noqa: BLE001 - network, auth and format errors all end the same way
             raise SemanticConfigError(
                 f"{where}={model_ref}: no such local folder, and fetching it from the Hugging Face hub failed "
-                f"({_first_line(exc)}); download it where there is network and give the local folder") from None
+                f"({first_line(exc)}); download it where there is network and give the local folder") from None
         proc = {}
         try:
             from transformers import SegformerImageProcessor

@@ -1,4 +1,4 @@
-"""The teacher's semantic term (SPEC-SAGE.md section 4): cross-entropy of a frozen judge on the colourised fusion.
+"""The teacher's semantic term (docs/sage.md#semantic-term): cross-entropy of a frozen judge on the colourised fusion.
 
 F (B,1,H,W) is colourised with the batch's Cr/Cb, clamped to [0, 1], resized to the judge's resolution
 and normalised its way; the judge's logits over the label classes are bilinear-resized back to the label
@@ -14,8 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from data.colour import ycrcb_to_rgb
+from data.colour import colourise
 
+from .classes import check_label_range
 from .judge import SegmenterJudge
 
 
@@ -31,11 +32,8 @@ def masked_cross_entropy(logits: torch.Tensor, label: torch.Tensor, ignore_index
 
 def labels_for_loss(label: torch.Tensor, num_classes: int, ignore_index: int, ignored: Sequence[int]) -> torch.Tensor:
     """Check the label values and send the ignored classes to `ignore_index`. (B, H, W) int64 -> same."""
-    valid = ((label >= 0) & (label < num_classes)) | (label == ignore_index)
-    if not bool(valid.all()):
-        bad = torch.unique(label[~valid])[:8].tolist()
-        raise ValueError(f"semantic loss: label values {bad} are outside the class list 0..{num_classes - 1} "
-                         f"(ignore index {ignore_index}); check semantic.class_names / num_classes for this dataset")
+    check_label_range(label, num_classes, ignore_index, "semantic loss",
+                      "check semantic.class_names / num_classes for this dataset")
     if not ignored:
         return label
     drop = torch.isin(label, torch.tensor(list(ignored), device=label.device, dtype=label.dtype))
@@ -71,7 +69,7 @@ class SemanticLoss(nn.Module):
                              f" got {tuple(crcb.shape)}")
         if label.dim() != 3 or label.shape[0] != fused_y.shape[0]:
             raise ValueError(f"semantic loss: label must be (B, H, W) with B={fused_y.shape[0]}, got {tuple(label.shape)}")
-        rgb = ycrcb_to_rgb(fused_y, crcb[:, 0:1], crcb[:, 1:2]).clamp(0.0, 1.0)
+        rgb = colourise(fused_y, crcb)
         logits = self.judge.logits(rgb)
         logits = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=False)
         target = labels_for_loss(label.long(), self.num_classes, self.ignore_index, self.ignored)

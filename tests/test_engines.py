@@ -194,8 +194,58 @@ def test_benchmark_prints_its_table_and_final_line(ckpt):
 
 
 def test_keep_freed_memory_toggles_on_linux():
-    from models.engines import keep_freed_memory
+    from utils.memory import keep_freed_memory
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc malloc setting")
     assert keep_freed_memory(True) is True
     assert keep_freed_memory(False) is True
+
+
+def load_benchmark_script():
+    spec = importlib.util.spec_from_file_location("benchmark_script", ROOT / "scripts" / "benchmark.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_benchmark_uses_checkpoints_pt_and_says_which_weights(ckpt, tmp_path, monkeypatch, capsys):
+    bench = load_benchmark_script()
+    local = tmp_path / "checkpoints" / "checkpoints.pt"
+    local.parent.mkdir()
+    local.write_bytes(ckpt.read_bytes())
+    monkeypatch.setattr(bench, "LOCAL_CKPT", local)
+    monkeypatch.setattr(bench, "RELEASE_CKPT", tmp_path / "absent.pt")
+    argv = ["--size", "32x24", "--engines", "reference,fast", "--repeats", "1", "--no_memory", "--device", "cpu"]
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"  weights: {local} (the authors' file in checkpoints/)\n" in out
+    assert out.strip().splitlines()[-1].endswith("maxdiff 0")
+    # the timed module really holds those weights (and not the random fallback's)
+    from models.checkpoint import load_student
+    y, ir = torch.rand(1, 1, 24, 32), torch.rand(1, 1, 24, 32)
+    with torch.no_grad():
+        want = load_student(ckpt)(y, ir)[0]
+        runners, _ = bench.student_runners(["reference"], None, torch.device("cpu"), tmp_path)
+        assert torch.allclose(runners["reference"](y, ir), want, atol=1e-6)
+
+    monkeypatch.setattr(bench, "LOCAL_CKPT", tmp_path / "none.pt")
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "  weights: RANDOM weights: no --checkpoint and no " in out and "scripts/download_weights.py" in out
+    with torch.no_grad():
+        runners, _ = bench.student_runners(["reference"], None, torch.device("cpu"), tmp_path)
+        assert (runners["reference"](y, ir) - want).abs().max() > 1e-3
+    assert bench.pick_checkpoint(str(ckpt)) == (ckpt, f"{ckpt} (--checkpoint)")
+
+
+def test_benchmark_help_matches_the_default_engine(capsys):
+    from models.engines import resolve_engine_name
+    bench = load_benchmark_script()
+    with pytest.raises(SystemExit):
+        bench.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    default = resolve_engine_name("auto", "cpu")
+    assert default == "fast"
+    assert f"default: {default}, the engine of test.py's default --engine auto" in text
+    assert "onnx on CPU" not in text and "default engines" not in text
+    assert "checkpoints/checkpoints.pt when present" in text

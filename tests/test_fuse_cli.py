@@ -334,9 +334,150 @@ def test_defaults_fuse_the_demo_pairs(cli, capsys, monkeypatch, tmp_path):
         pytest.skip(f"{demo_ckpt} is not in the checkout yet")
     monkeypatch.chdir(ROOT)
     rc = cli.main(["--save_path", str(tmp_path)])
-    assert rc == 0 and "fused 3 pair(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert rc == 0 and "fused 3 pair(s)" in out
+    assert f"  weights: checkpoint {load_config(ROOT / 'configs' / 'test.yaml')['checkpoint']} (the demo student" in out
     names = sorted(p.name for p in (ROOT / "data" / "demo" / "test" / "Vis").iterdir())
     assert sorted(os.listdir(tmp_path)) == names
     for n in names:
         img = read(tmp_path / n)
         assert img.shape == (192, 256, 3) and img.std() > 5  # a real picture, not a flat image
+
+
+# ---- configs: --config merges over configs/test.yaml, strict keys and types ----------------------------
+def test_partial_config_file_merges_over_the_defaults(run, tmp_path):
+    make_pair(tmp_path / "in", "m", 8, 8)
+    cfg = tmp_path / "grid_only.yaml"
+    cfg.write_text("grid: true\n")
+    rc, stdout, _ = run("--img_dir", tmp_path / "in", "--save_path", tmp_path / "out", "--config", cfg)
+    assert rc == 0
+    assert (tmp_path / "out" / "grid" / "m.png").is_file()  # the file's key
+    assert ", 1 loader worker(s)" in stdout  # configs/test.yaml's workers: 1 is still there
+
+
+def test_config_files_merge_in_order_and_set_wins(run, tmp_path):
+    make_pair(tmp_path / "in", "m", 8, 8)
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("workers: 0\nbatch_size: 3\n")
+    b.write_text("batch_size: 2\n")
+    rc, stdout, _ = run("--img_dir", tmp_path / "in", "--save_path", tmp_path / "out", "--config", a, "--config", b)
+    assert rc == 0 and ", batch 2, 0 loader worker(s)" in stdout
+    rc, stdout, _ = run("--img_dir", tmp_path / "in", "--save_path", tmp_path / "o2", "--config", a, "--config", b,
+                        "--set", "batch_size=5", "--set", "workers=1")
+    assert rc == 0 and ", batch 5, 1 loader worker(s)" in stdout
+
+
+@pytest.mark.parametrize("text, message", [
+    ("gird: true\n", "unknown config key 'gird' (did you mean 'grid'?)"),
+    ("workers: many\n", "config key 'workers' expects an integer, got 'many'"),
+    ("grid: 1\n", "config key 'grid' expects true or false, got 1"),
+    ("zzqx: 1\n", "unknown config key 'zzqx'"),
+])
+def test_bad_config_file_fails_before_any_work(run, tmp_path, text, message):
+    make_pair(tmp_path / "in", "m", 8, 8)
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    rc, _, stderr = run("--img_dir", tmp_path / "in", "--save_path", tmp_path / "out", "--config", cfg)
+    assert rc == 2 and stderr == f"error: {cfg}: {message}\n"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("item, message", [
+    ("overwrit=true", "unknown config key 'overwrit' (did you mean 'overwrite'?)"),
+    ("batch_size=two", "config key 'batch_size' expects an integer, got 'two'"),
+    ("naming=jpeg", "config key 'naming' expects one of png, release, got 'jpeg'"),
+])
+def test_bad_set_fails_before_any_work(run, tmp_path, item, message):
+    make_pair(tmp_path / "in", "m", 8, 8)
+    rc, _, stderr = run("--img_dir", tmp_path / "in", "--save_path", tmp_path / "out", "--set", item)
+    assert rc == 2 and stderr == f"error: {message}\n"
+    assert not (tmp_path / "out").exists()
+
+
+# ---- kept outputs: --grid and --evaluate use them ------------------------------------------------------
+def test_grid_is_made_from_kept_outputs(run, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_pair(src, "a", 12, 16)
+    make_pair(src, "b", 12, 16, seed=2)
+    make_pair(src, "c", 12, 16, seed=4)
+    assert run("--img_dir", src, "--save_path", out)[0] == 0
+    assert not (out / "grid").exists()
+    (out / "b.png").write_bytes(b"old")                          # unreadable kept output
+    cv2.imwrite(str(out / "c.png"), rand_image(0, 6, 8))          # kept output of another size
+    rc, stdout, _ = run("--img_dir", src, "--save_path", out, "--grid")
+    assert rc == 0 and "fused 0 pair(s), 3 already in" in stdout
+    assert f"grid: 1 made from kept outputs, 0 already in {out / 'grid'}, 2 skipped" in stdout
+    assert f"grid skipped for b: {out / 'b.png'}: not a readable image" in stdout
+    assert f"grid skipped for c: {out / 'c.png'} is 8x6 but the pair is 16x12" in stdout
+    assert sorted(os.listdir(out / "grid")) == ["a.png"]
+    np.testing.assert_array_equal(read(out / "grid" / "a.png")[:, -16:], read(out / "a.png"))  # the kept file
+    rc, stdout, _ = run("--img_dir", src, "--save_path", out, "--grid")
+    assert "grid: 0 made from kept outputs, 1 already in" in stdout
+
+
+def test_evaluate_scores_kept_outputs(run, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    make_pair(src, "a", 16, 16)
+    make_pair(src, "b", 16, 16, seed=2)
+    assert run("--img_dir", src, "--save_path", out)[0] == 0
+    (out / "b.png").unlink()
+    rc, stdout, _ = run("--img_dir", src, "--save_path", out, "--evaluate", "--metrics", "EN")
+    assert rc == 0
+    assert f"evaluate: scoring 1 pair(s) fused now and 1 kept in {out} from an earlier run" in stdout
+    assert "evaluate: Scored 2 images" in stdout
+
+
+# ---- messages ------------------------------------------------------------------------------------------
+def test_summary_names_the_weights(run, ckpt, tmp_path):
+    make_pair(tmp_path / "in", "a", 8, 8)
+    rc, stdout, _ = run("--img_dir", tmp_path / "in", "--save_path", tmp_path / "out")
+    assert rc == 0 and f"  weights: checkpoint {ckpt}\n" in stdout
+
+
+def test_missing_release_checkpoint_says_how_to_get_it(run, tmp_path):
+    make_pair(tmp_path / "in", "a", 8, 8)
+    path = tmp_path / "checkpoints" / "checkpoints.pt"
+    rc, _, stderr = run("--img_dir", tmp_path / "in", "--save_path", tmp_path / "out", "--checkpoint", path)
+    assert rc == 2 and stderr.count("\n") == 1
+    assert stderr.startswith(f"error: {path}: no such checkpoint file; ") and "python scripts/download_weights.py" in stderr
+
+
+def test_folder_and_pair_messages_say_what_was_found(run, tmp_path):
+    (tmp_path / "x" / "thermal").mkdir(parents=True)
+    (tmp_path / "x" / "Vis").mkdir()
+    rc, _, stderr = run("--img_dir", tmp_path / "x", "--save_path", tmp_path / "out")
+    assert rc == 2 and stderr == (f"error: {tmp_path / 'x'} (folders: Vis, thermal; name the folders with "
+                                  "--ir_dir/--vis_dir): no infrared folder (looked for Ir, Inf, ir, IR)\n")
+    make_pair(tmp_path / "y", "a", 8, 8)
+    (tmp_path / "y" / "Vis" / "a.png").rename(tmp_path / "y" / "Vis" / "b.png")
+    cv2.imwrite(str(tmp_path / "y" / "Vis" / "c.png"), rand_image(0, 8, 8))
+    rc, _, stderr = run("--img_dir", tmp_path / "y", "--save_path", tmp_path / "out")
+    assert rc == 2 and stderr.count("\n") == 1
+    assert f"{tmp_path / 'y' / 'Ir'} (1 image file, e.g. a.png) and {tmp_path / 'y' / 'Vis'} (2 image files" in stderr
+
+
+# ---- --naming release: the release's file names and encoder --------------------------------------------
+def test_release_naming_writes_what_the_release_would(run, tmp_path):
+    from PIL import Image
+    import io
+    src = tmp_path / "in"
+    make_pair(src, "j", 16, 24, vis_ext=".jpg")
+    make_pair(src, "p", 16, 24, vis_ext=".png", seed=2)
+    make_pair(src, "g", 16, 24, vis_ext=".bmp", vis_channels=1, seed=4)
+    assert run("--img_dir", src, "--save_path", tmp_path / "png")[0] == 0   # default: lossless PNGs
+    assert sorted(os.listdir(tmp_path / "png")) == ["g.png", "j.png", "p.png"]
+    rc, stdout, _ = run("--img_dir", src, "--save_path", tmp_path / "rel", "--naming", "release")
+    assert rc == 0 and "fused 3 pair(s)" in stdout
+    assert sorted(os.listdir(tmp_path / "rel")) == ["g.bmp", "j.jpg", "p.png"]
+    # The .jpg output is the exact bytes PIL writes with its defaults (quality 75) for the lossless result
+    rgb = read(tmp_path / "png" / "j.png")[:, :, ::-1]
+    buf, better = io.BytesIO(), io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="JPEG")
+    Image.fromarray(np.ascontiguousarray(rgb)).save(better, format="JPEG", quality=95)
+    assert (tmp_path / "rel" / "j.jpg").read_bytes() == buf.getvalue() != better.getvalue()
+    np.testing.assert_array_equal(read(tmp_path / "rel" / "p.png"), read(tmp_path / "png" / "p.png"))
+    grey = read(tmp_path / "rel" / "g.bmp")  # torchvision's save_image writes grey results as RGB
+    assert grey.shape == (16, 24, 3)
+    np.testing.assert_array_equal(grey, np.repeat(read(tmp_path / "png" / "g.png")[:, :, None], 3, axis=2))
+    rc, stdout, _ = run("--img_dir", src, "--save_path", tmp_path / "rel", "--naming", "release")
+    assert "fused 0 pair(s), 3 already in" in stdout  # kept outputs are found under the release's names

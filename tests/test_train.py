@@ -20,11 +20,14 @@ import pytest
 import torch
 
 import train
+import training.sage
 from SAM.cache_builder import cache_identity
+from SAM.settings import sam_settings
 from SAM.store import write_entry, write_manifest
+from utils.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-N_PAIRS = 5  # batch 2 -> 3 batches per epoch (2, 2, 1): an epoch ends on a student step
+N_PAIRS = 5  # batch 2 -> 3 batches per epoch (2, 2, 1): an odd count, so no end-of-epoch teacher reuse
 
 
 def make_dataset(root: Path, n: int = N_PAIRS, size=(48, 64)) -> Path:
@@ -46,7 +49,7 @@ def make_dataset(root: Path, n: int = N_PAIRS, size=(48, 64)) -> Path:
 
 def write_cache(cfg_sam: dict, root: Path, cache_dir: Path) -> None:
     """A cache whose manifest matches train.py's resolved settings, with 3 rectangle masks per modality."""
-    settings = train.sam_settings({"sam": cfg_sam})
+    settings = sam_settings(cfg_sam, load_config(ROOT / "configs" / "sam.yaml")["presets"]).settings
     manifest = cache_identity(settings, None)
     cache_dir.mkdir(parents=True, exist_ok=True)
     write_manifest(cache_dir, manifest)
@@ -70,7 +73,7 @@ def data_root(tmp_path_factory) -> Path:
 def args(root: Path, save_dir: Path, *extra: str) -> List[str]:
     return ["--config", str(ROOT / "configs" / "fmb.yaml"), "--root_dir", str(root), "--save_dir", str(save_dir),
             "--batch_size", "2", "--epochs", "2", "--crop_size", "32", "48", "--use_mask_num", "2",
-            "--seed", "3", "--set", "data.num_workers=0", "--set", "sam.preset=tiny",
+            "--seed", "3", "--set", "data.num_workers=0", "--set", "sam.preset=tiny", "--set", "sam.checkpoint=none",
             "--set", "train.report_freq=2", "--set", "semantic.backend=none", *extra]
 
 
@@ -96,23 +99,23 @@ def test_schedule_losses_and_outputs(data_root, tmp_path):
     last = state(run_dir / "last.pt")
     kinds = [(h["epoch"], h["kind"]) for h in last["history"]]
     # Epoch 1 (< student_epoch): every batch trains the teacher. Epoch 2: student on even batches,
-    # teacher on odd ones, and the epoch ends on a student step, so its last batch trains the teacher again.
-    assert kinds == [(1, "teacher")] * 3 + [(2, "student"), (2, "teacher"), (2, "student"), (2, "teacher")]
+    # teacher on odd ones; with an odd batch count the release reuses no batch at the epoch's end.
+    assert kinds == [(1, "teacher")] * 3 + [(2, "student"), (2, "teacher"), (2, "student")]
     for h in last["history"]:
         for k, v in h.items():
             if k not in ("kind", "epoch", "step"):
                 assert math.isfinite(v), (h["step"], k, v)
     student_terms = [h for h in last["history"] if h["kind"] == "student"][0]
     assert {"fuse", "grad", "contrast", "cos", "total"} <= set(student_terms)
-    teacher_terms = last["history"][-1]
+    teacher_terms = last["history"][-2]
     assert {"base", "mutual_cos", "total"} <= set(teacher_terms)
     assert "mutual_cos" not in last["history"][0]  # no mutual term before student_epoch
-    assert last["epoch"] == 3 and last["step_in_epoch"] == 0 and last["global_step"] == 7
+    assert last["epoch"] == 3 and last["step_in_epoch"] == 0 and last["global_step"] == 6
     for n in (1, 2):
         assert (run_dir / "student" / f"epoch_{n}.pt").is_file()
         assert (run_dir / "teacher" / f"epoch_{n}.pt").is_file()
     assert (run_dir / "loss_curves.png").stat().st_size > 1000
-    assert (run_dir / "losses.csv").read_text().count("\n") == 8
+    assert (run_dir / "losses.csv").read_text().count("\n") == 7
     assert "epoch 2 done" in (run_dir / "train.log").read_text()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -121,7 +124,7 @@ def test_schedule_losses_and_outputs(data_root, tmp_path):
     assert {"input/ir", "input/vis", "output/teacher", "output/student", "segments/vm", "segments/im"} <= images
     assert {"student/total", "student/contrast", "student/cos", "teacher/base", "teacher/mutual_cos",
             "lr/student", "lr/teacher"} <= scalars
-    assert len(events.Scalars("teacher/total")) == 5
+    assert len(events.Scalars("teacher/total")) == 4
 
 
 def test_each_network_changes_only_on_its_own_steps(data_root, tmp_path):
@@ -149,7 +152,7 @@ def test_each_network_changes_only_on_its_own_steps(data_root, tmp_path):
 
 
 def test_resume_gives_the_same_weights(data_root, tmp_path):
-    # 5 updates straight: epoch 1 (3 batches + the reused one), then 1 batch of epoch 2.
+    # 4 updates straight: epoch 1 (3 batches, no reuse with an odd count), then 1 batch of epoch 2.
     assert run(data_root, tmp_path / "straight", "--max_steps", "4") == 0
     # 2 batches, stop mid-epoch, resume from last.pt for the remaining 2.
     assert run(data_root, tmp_path / "split", "--max_steps", "2") == 0
@@ -159,7 +162,7 @@ def test_resume_gives_the_same_weights(data_root, tmp_path):
         warnings.simplefilter("ignore")
         assert train.main(["--resume", str(tmp_path / "split" / "last.pt"), "--max_steps", "4"]) == 0
     a, b = state(tmp_path / "straight" / "last.pt"), state(tmp_path / "split" / "last.pt")
-    assert a["global_step"] == b["global_step"] == 5
+    assert a["global_step"] == b["global_step"] == 4
     for net in ("student", "teacher"):
         assert a[net].keys() == b[net].keys()
         for k in a[net]:
@@ -168,14 +171,14 @@ def test_resume_gives_the_same_weights(data_root, tmp_path):
 
 
 def test_non_finite_loss_stops_with_the_term_and_step(data_root, tmp_path, monkeypatch, capsys):
-    real = train.student_loss
+    real = training.sage.student_loss
 
     def broken(*a, **k):
         total, terms = real(*a, **k)
         terms["contrast"] = torch.tensor(float("nan"))
         return total, terms
 
-    monkeypatch.setattr(train, "student_loss", broken)
+    monkeypatch.setattr(training.sage, "student_loss", broken)
     assert run(data_root, tmp_path / "nan") == 1
     err = capsys.readouterr().err
     assert "'contrast' is nan" in err and "step 1" in err
@@ -222,14 +225,15 @@ def test_two_process_training_matches_on_both_ranks_and_resumes(data_root, tmp_p
     digests = json.loads((run_dir / "rank_digests.json").read_text())
     assert len(digests) == 2 and digests[0] == digests[1] and digests[0]["teacher"]
     last = state(run_dir / "last.pt")
-    # 5 pairs over 2 ranks: 3 samples each (one padded), 2 batches per rank per epoch (S, T); stop after 3.
-    assert last["world_size"] == 2 and last["global_step"] == 3
+    # 5 pairs over 2 ranks: 3 samples each (one padded), 2 batches per rank per epoch: S, T and, with an even
+    # count, the last batch reused for a second T; stop after 3 batches: S T T | S.
+    assert last["world_size"] == 2 and last["global_step"] == 4
     assert not any(k.startswith("module.") for k in last["student"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert train.main(["--resume", str(run_dir / "last.pt"), "--max_steps", "4", "--device", "cpu"]) == 0
     # One process: 3 batches per epoch; the position (4 samples seen) maps to batch 2, a student step that
-    # ends the epoch, so the last batch is reused for a teacher step: 2 more updates.
+    # ends the epoch (an odd count: no reuse): 1 more update.
     assert state(run_dir / "last.pt")["global_step"] == 5
 
 
@@ -253,7 +257,7 @@ def test_ctrl_c_stops_after_the_step_and_resumes(data_root, tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "python train.py --resume" in err
     last = state(run_dir / "last.pt")
-    assert last["global_step"] >= 4 and last["global_step"] < 200 * 4
+    assert last["global_step"] >= 3 and last["global_step"] < 200 * 3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         epochs_done = last["epoch"] if last["step_in_epoch"] else last["epoch"] - 1

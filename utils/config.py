@@ -1,7 +1,12 @@
-"""YAML configs: load, merge, override from the command line with `--set key=value`."""
+"""YAML configs: load, merge, override from the command line with `--set key=value`, check strictly.
+
+Strict checking (`check_config`): every key must exist in a reference config (the defaults file, which
+lists every key) and every value must have the reference value's type; see docs/configs.md.
+"""
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
@@ -81,3 +86,126 @@ def apply_flags(cfg: Dict[str, Any], flags: Dict[str, Any], mapping: Dict[str, s
         if flags.get(flag) is not None:
             set_dotted(cfg, key, flags[flag])
     return cfg
+
+
+# ---------------------------------------------------------------------------------------------------
+# Strict checking against a reference config (the defaults file that lists every key).
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+               list: "a list", dict: "a section (a mapping of keys)"}
+
+
+def dotted_keys(cfg: Dict[str, Any], prefix: str = "") -> list:
+    """All keys of a nested mapping as dotted paths, sections included ('train', 'train.epochs', ...)."""
+    out = []
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        out.append(key)
+        if isinstance(v, dict):
+            out.extend(dotted_keys(v, key + "."))
+    return out
+
+
+def _unknown_key(key: str, known: list, where: str) -> ConfigError:
+    """ConfigError for `key`, suggesting the closest known key (difflib): first among the keys of the same
+    section, then a key of the same name in another section ('trian.epochs', 'data.epochs' -> 'train.epochs'),
+    then any key that is very close."""
+    parent, _, last = key.rpartition(".")
+    siblings = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == parent}
+    close = [siblings[m] for m in difflib.get_close_matches(last, list(siblings), n=1, cutoff=0.6)]
+    if not close:   # the same (or a very close) name in another section
+        for leaf in difflib.get_close_matches(last, sorted({k.rpartition(".")[2] for k in known}), n=1, cutoff=0.8):
+            close = difflib.get_close_matches(key, [k for k in known if k.rpartition(".")[2] == leaf], n=1, cutoff=0)
+    if not close:
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown {where} key '{key}'{hint}")
+
+
+def _convert(key: str, value: Any, ref: Any, where: str) -> Any:
+    """`value` converted to the type of the reference value `ref`, or ConfigError naming the key."""
+    want = type(ref)
+    ok = False
+    if ref is None:                      # the reference says "any type"
+        return value
+    if want is bool:
+        ok = isinstance(value, bool)
+    elif want is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif want is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):       # PyYAML reads 1e-4 (no dot) as a string; accept what float() reads
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif want is str:
+        ok = isinstance(value, str)
+    elif want in (list, tuple):
+        ok = isinstance(value, (list, tuple))
+        want = list
+    else:                                # any other reference type: the same type is required
+        ok = isinstance(value, want)
+    if not ok:
+        word = _TYPE_WORDS.get(want, f"a {want.__name__}")
+        raise ConfigError(f"{where} key '{key}' expects {word}, got {value!r}")
+    return value
+
+
+def check_config(cfg: Dict[str, Any], reference: Dict[str, Any], where: str = "config") -> Dict[str, Any]:
+    """Check `cfg` against `reference` (a config that lists every allowed key) and return a converted copy.
+
+    A key missing from `reference` raises ConfigError `unknown config key 'train.epoch' (did you mean
+    'train.epochs'?)` (the suggestion only when a known dotted key is close). A value whose type differs from
+    the reference value's raises `config key 'train.epochs' expects an integer, got 'one'`. Types: int,
+    float (ints and numeric strings such as YAML's `1e-4` are converted to float), bool, str, list; a
+    reference value of None allows any value; a section (dict) must stay a dict, and an empty reference
+    section `{}` allows any keys in it. `where` is the word used in messages ("config" -> "config key").
+    """
+    known = dotted_keys(reference)
+
+    def walk(node: Dict[str, Any], ref: Dict[str, Any], prefix: str) -> Dict[str, Any]:
+        out = {}
+        for k, v in node.items():
+            key = f"{prefix}{k}"
+            if k not in ref:       # name the whole dotted key of a misspelt section: 'trian.epochs'
+                while isinstance(v, dict) and v:
+                    k, v = next(iter(v.items()))
+                    key = f"{key}.{k}"
+                raise _unknown_key(key, known, where)
+            r = ref[k]
+            if isinstance(r, dict):
+                if not isinstance(v, dict):
+                    raise ConfigError(f"{where} key '{key}' expects {_TYPE_WORDS[dict]}, got {v!r}")
+                out[k] = walk(v, r, key + ".") if r else copy.deepcopy(v)
+            else:
+                out[k] = _convert(key, copy.deepcopy(v), r, where)
+        return out
+
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {cfg!r}")
+    return walk(cfg, reference, "")
+
+
+def compose_config(defaults: Dict[str, Any] | str | os.PathLike, files: Iterable[str | os.PathLike] = (),
+                   overrides: Optional[Iterable[str]] = None, reference: Optional[Dict[str, Any]] = None,
+                   where: str = "config") -> Dict[str, Any]:
+    """Defaults, then each `--config` file merged over them in order, then `--set key=value` items; checked.
+
+    `defaults` is a mapping or a YAML file (loaded with `base:` handling); `reference` (default: the
+    defaults) lists every allowed key. Each file is checked on its own first, so an unknown key in it fails
+    with the file's name in front: `my.yaml: unknown config key 'grdi' (did you mean 'grid'?)`. The merged
+    result (after `--set`) is checked again and returned with its values converted.
+    """
+    cfg = load_config(defaults) if isinstance(defaults, (str, os.PathLike)) else copy.deepcopy(defaults)
+    reference = copy.deepcopy(cfg) if reference is None else reference
+    for f in files or ():
+        part = load_config(f)
+        try:
+            check_config(part, reference, where)
+        except ConfigError as exc:
+            raise ConfigError(f"{f}: {exc}") from None
+        cfg = merge(cfg, part)
+    apply_overrides(cfg, overrides)
+    return check_config(cfg, reference, where)

@@ -9,10 +9,12 @@ from typing import Any, Dict
 import numpy as np
 import torch
 
+from models.checkpoint import CheckpointError, load_checkpoint
+
 from .atomic import atomic_path
 
 
-class ResumeError(ValueError):
+class ResumeError(CheckpointError):
     """A last.pt that cannot be resumed; the message names the file and the problem."""
 
 
@@ -49,12 +51,7 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 def load_train_state(path: str | os.PathLike) -> Dict[str, Any]:
     """Read a last.pt written by train.py (weights_only=True), with a one-line error on a wrong file."""
     path = Path(path)
-    if not path.is_file():
-        raise ResumeError(f"{path}: no such file (give the last.pt of an earlier run)")
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ResumeError(f"{path}: not a readable training state ({str(exc).strip().splitlines()[0][:200]})") from None
+    state = load_checkpoint(path, missing="no such file (give the last.pt of an earlier run)", error=ResumeError)
     if not isinstance(state, dict) or state.get("format") != "sage-train-state-v1":
         raise ResumeError(f"{path}: not a train.py last.pt (no 'format: sage-train-state-v1' entry)")
     return state

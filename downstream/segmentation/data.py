@@ -1,8 +1,7 @@
 """Images and label maps for training and evaluating a segmenter (visible or fused images).
 
 Every image is read the way the judge sees the fusion during teacher training: data.imageio.read_vis
-(OpenCV YCrCb) and back to RGB with the release's constants (data.colour.ycrcb_to_rgb), clamped to
-[0, 1]. A fused PNG written by test.py therefore comes back as (almost exactly) the RGB that was written.
+(OpenCV YCrCb) and back to RGB with the release's constants, clamped to [0, 1] (data.colour.colourise). A fused PNG written by test.py therefore comes back as (almost exactly) the RGB that was written.
 """
 from __future__ import annotations
 
@@ -14,26 +13,25 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.colour import ycrcb_to_rgb
+from data.colour import colourise
 from data.imageio import ImageReadError, read_index_map, read_vis
 from data.pairs import PairingError, list_images
+from semantic.classes import check_label_range
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
     """(3, H, W) float32 RGB in [0, 1]; a grayscale file gives three equal channels."""
     ycrcb, _ = read_vis(path)
     t = torch.from_numpy(ycrcb)[None]
-    rgb = ycrcb_to_rgb(t[:, 0:1], t[:, 1:2], t[:, 2:3]).clamp(0.0, 1.0)
+    rgb = colourise(t[:, 0:1], t[:, 1:3])
     return rgb[0].numpy()
 
 
 def read_checked_label(path: str | Path, num_classes: int, ignore_index: int) -> np.ndarray:
     """(H, W) int64 label map whose values are classes 0..C-1 or the ignore index (else ImageReadError)."""
     lab = read_index_map(path)
-    bad = (lab != ignore_index) & ((lab < 0) | (lab >= num_classes))
-    if bad.any():
-        raise ImageReadError(f"{path}: label values {np.unique(lab[bad])[:8].tolist()} are outside the class list "
-                             f"0..{num_classes - 1} (ignore index {ignore_index}); check the class list / --num_classes")
+    check_label_range(lab, num_classes, ignore_index, str(path), "check the class list / --num_classes",
+                      error=ImageReadError)
     return lab
 
 

@@ -12,6 +12,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from semantic.classes import check_label_range
+
 
 def _as_numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):
@@ -30,10 +32,7 @@ def confusion_matrix(pred, label, num_classes: int, ignore_index: int = 255,
     if pred.shape != label.shape:
         raise ValueError(f"{name}: prediction shape {pred.shape} differs from label shape {label.shape}")
     c = int(num_classes)
-    bad = (label != ignore_index) & ((label < 0) | (label >= c))
-    if bad.any():
-        raise ValueError(f"{name}: label values {np.unique(label[bad])[:8].tolist()} are outside the class list "
-                         f"0..{c - 1} (ignore index {ignore_index}); check --num_classes / the class list")
+    check_label_range(label, c, ignore_index, name, "check --num_classes / the class list")
     bad = (pred != ignore_index) & ((pred < 0) | (pred >= c))
     if bad.any():
         raise ValueError(f"{name}: predicted values {np.unique(pred[bad])[:8].tolist()} are outside 0..{c - 1}")

@@ -9,11 +9,11 @@ from typing import Optional
 
 import torch
 
+
 from ..student import Student
 from .base import Engine, EngineError
 from .folded import FoldedStudent, fold_batchnorm, oneDNN_fusion_available
-from .onnx_engine import OnnxEngine, export_student_onnx, onnxruntime_available
-from .runtime import keep_freed_memory
+from .onnx_engine import OnnxEngine, export_student_onnx
 from .torch_engines import CompiledEngine, FastEngine, ReferenceEngine, compiler_available
 
 ENGINE_NAMES = ("auto", "reference", "fast", "compile", "onnx")
@@ -46,4 +46,4 @@ def build_engine(name: str, model: Optional[Student] = None, onnx_path: Optional
 
 __all__ = ["Engine", "EngineError", "ENGINE_NAMES", "build_engine", "FoldedStudent", "fold_batchnorm",
            "ReferenceEngine", "FastEngine", "CompiledEngine", "OnnxEngine", "export_student_onnx",
-           "compiler_available", "oneDNN_fusion_available", "onnxruntime_available", "resolve_engine_name", "keep_freed_memory"]
+           "compiler_available", "oneDNN_fusion_available", "resolve_engine_name"]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
+
+from utils.errors import first_line
 
 from ..student import Student
 from .base import Engine, EngineError
@@ -19,17 +20,6 @@ OUTPUT_NAME = "fused"
 DEFAULT_OPSET = 17
 
 
-class _FusedOnly(nn.Module):
-    """(y, ir) -> fused, the single output an ONNX graph carries."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, y: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        return self.net(y, ir)
-
-
 def export_student_onnx(model: Student, path: str | os.PathLike | io.BytesIO, opset: int = DEFAULT_OPSET,
                         sample_hw: tuple = (64, 96)) -> Path | io.BytesIO:
     """Write `model` (BatchNorm folded, plain ONNX ops) to `path` (or a BytesIO) with inputs y, ir
@@ -37,7 +27,7 @@ def export_student_onnx(model: Student, path: str | os.PathLike | io.BytesIO, op
     if not isinstance(path, io.BytesIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-    net = _FusedOnly(FoldedStudent.from_student(model.cpu().eval(), fused_ops=False)).eval()
+    net = FoldedStudent.from_student(model.cpu().eval(), fused_ops=False).eval()  # forward: fused only
     h, w = sample_hw
     sample = (torch.rand(1, 1, h, w), torch.rand(1, 1, h, w))
     axes = {0: "batch", 2: "height", 3: "width"}
@@ -49,20 +39,12 @@ def export_student_onnx(model: Student, path: str | os.PathLike | io.BytesIO, op
     return path
 
 
-def onnxruntime_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class OnnxEngine(Engine):
     """The exported student in ONNX Runtime (CPU, or CUDA when the runtime has that provider).
 
     `path` is an .onnx file, or None with `model` given: the student is then exported in memory.
-    ONNX Runtime's CPU convolutions (MLAS, blocked channel layout, fused activation) use ~25% less
-    CPU time than oneDNN's channels-last ones for this 32-channel network in our measurements.
+    On CPU it runs MLAS convolutions in a blocked channel layout with fused activations and needs the
+    least memory of the engines; it is about as fast as the `fast` engine (docs/inference.md#benchmark).
     """
 
     name = "onnx"
@@ -98,8 +80,7 @@ class OnnxEngine(Engine):
         try:
             self.session = ort.InferenceSession(source, opts, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for bad files
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EngineError(f"{path}: not a loadable ONNX model ({reason[:200]})") from None
+            raise EngineError(f"{path}: not a loadable ONNX model ({first_line(exc)[:200]})") from None
         names = [i.name for i in self.session.get_inputs()]
         if sorted(names) != sorted(INPUT_NAMES):
             raise EngineError(f"{path}: inputs are {names}, expected {list(INPUT_NAMES)} "

@@ -96,3 +96,36 @@ def test_contrast_loss_runs_on_the_extractor(extractor):
     loss = contrast_loss(out, y, ir, ref, vm, im, extractor)
     loss.backward()
     assert torch.isfinite(loss) and loss > 0 and out.grad.abs().sum() > 0
+
+
+def test_release_resize_is_plain_bilinear_with_align_corners(extractor):
+    """sam.feature_resize: release reproduces the release's portrait preprocessing; the default antialiases."""
+    from SAM.features import SAMFeatureExtractor, resize_long_side_to_width
+    x = torch.rand(1, 1, 72, 40, generator=torch.Generator().manual_seed(1))
+    release = resize_long_side_to_width(x, "release")
+    assert release.shape == (1, 1, 40, 22)
+    # align_corners=True keeps the four corner pixels exactly
+    for r, c in ((0, 0), (0, -1), (-1, 0), (-1, -1)):
+        assert release[0, 0, r, c] == x[0, 0, r, c]
+    ours = resize_long_side_to_width(x, "antialias")
+    assert ours.shape == release.shape and (ours - release).abs().max() > 1e-2
+    ext = SAMFeatureExtractor(resize="release")
+    torch.testing.assert_close(ext.preprocess(x), release.repeat(1, 3, 1, 1), rtol=0, atol=0)
+    landscape = torch.rand(1, 3, 40, 72)
+    assert torch.equal(ext.preprocess(landscape), landscape)
+    with pytest.raises(ValueError, match="resize"):
+        SAMFeatureExtractor(resize="nearest")
+
+
+def test_fixture_portrait_preprocessing_and_features(shared_dir):
+    """The release fixture's portrait case: preprocessing and block outputs with its SAM weights."""
+    from SAM.features import SAMFeatureExtractor
+    fx = torch.load(shared_dir / "fixtures" / "sage_release" / "student.pt", weights_only=True)
+    ext = SAMFeatureExtractor(resize="release")
+    ext.load_state_dict(fx["sam_extractor_state_dict"], strict=True)
+    with torch.no_grad():
+        pre = ext.preprocess(fx["sam_portrait_input"])
+        feats = ext(fx["sam_portrait_input"])
+    torch.testing.assert_close(pre, fx["sam_portrait_preprocessed"], rtol=0, atol=1e-6)
+    for ours, ref in zip(feats, fx["sam_portrait_features"]):
+        torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))

@@ -58,3 +58,25 @@ def test_load_settings_with_preset_and_overrides(repo_root):
     assert s["image_size"] == 128 and s["generator"]["points_per_side"] == 3 and s["bgr_input"] is True
     with pytest.raises(ConfigError, match="unknown key"):
         load_settings(repo_root / "configs" / "sam.yaml", None, ["generator.nope=1"])
+
+
+def test_unset_sam_checkpoint_fails_fast_unless_none_is_explicit():
+    from SAM.settings import MissingSAMCheckpointError, require_sam_checkpoint
+    for unset in (None, "", "null", "  "):
+        with pytest.raises(MissingSAMCheckpointError) as info:
+            require_sam_checkpoint(unset)
+        msg = str(info.value)
+        assert "\n" not in msg and "sam.checkpoint is not set" in msg
+        assert "sam_vit_b_01ec64.pth" in msg and "https://" in msg and "sam.checkpoint: none" in msg
+    assert require_sam_checkpoint("none") is None and require_sam_checkpoint("None") is None
+    assert require_sam_checkpoint("checkpoints/sam_vit_b_01ec64.pth") == "checkpoints/sam_vit_b_01ec64.pth"
+
+
+def test_feature_resize_is_a_run_key():
+    """sam.feature_resize travels with the run settings, not with the cache's recorded settings."""
+    from SAM.settings import sam_settings
+    assert sam_settings({}).feature_resize == "antialias"
+    run = sam_settings({"feature_resize": "release", "checkpoint": "none"})
+    assert run.feature_resize == "release" and "feature_resize" not in run.settings
+    with pytest.raises(ConfigError, match="feature_resize"):
+        sam_settings({"feature_resize": "bicubic"})

@@ -108,3 +108,29 @@ def test_colour_visualisation_label_is_refused(tmp_path):
     ds = FusionTrainSet(tmp_path, crop_size=(16, 24))
     with pytest.raises(ImageReadError, match=r"a\.png: a colour image, not a map of class indices"):
         ds[0]
+
+
+def test_crop_switch_uniform_ignores_the_label(tmp_path):
+    """data.crop: uniform (the release in effect) reaches every position; label_box stays near the object."""
+    write_triplet(tmp_path, "a", h=40, w=56)  # object at rows 10:30, cols 5:25
+    corners = {}
+    for mode in ("uniform", "label_box"):
+        ds = FusionTrainSet(tmp_path, crop_size=(8, 8), seed=3, hflip=0.0, crop=mode)
+        seen = set()
+        for epoch in range(150):
+            ds.set_epoch(epoch)
+            item = ds[0]
+            left = int(round(float(item["ir"][0, 0, 0]) * 255 / 4))  # the ramp gives the column
+            seen.add(left)
+            assert item["ir"].shape == (1, 8, 8)
+        corners[mode] = seen
+    assert max(corners["label_box"]) <= 25 - 8 and min(corners["label_box"]) >= 5
+    assert max(corners["uniform"]) > 40 and min(corners["uniform"]) < 5
+    with pytest.raises(ValueError, match="data.crop"):
+        FusionTrainSet(tmp_path, crop_size=(8, 8), crop="centre")
+
+
+def test_uniform_crop_covers_the_whole_image():
+    from data.dataset import uniform_crop
+    corners = {uniform_crop((30, 40), (10, 10), np.random.default_rng(s)) for s in range(400)}
+    assert {t for t, _ in corners} == set(range(21)) and {l for _, l in corners} == set(range(31))

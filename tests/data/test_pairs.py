@@ -84,3 +84,38 @@ def test_duplicates_are_reported(tmp_path):
     p = pair_folders(tmp_path / "Ir", tmp_path / "Vis")
     assert [(n, i.name, v.name) for n, i, v in p.pairs] == [("a", "a.png", "a.png"), ("b", "b.png", "b.JPG")]
     assert [str(d.relative_to(tmp_path)) for d in p.duplicates] == ["Ir/a.tif", "Vis/b.bmp", "Vis/b.png"]
+
+
+def test_missing_folder_message_lists_what_was_found_and_the_flags(tmp_path):
+    for n in ("thermal", "Vis", "Label"):
+        (tmp_path / n).mkdir()
+    (tmp_path / "Ir.png").write_bytes(b"x")  # a file, not a folder: not listed
+    with pytest.raises(PairingError) as exc:
+        resolve_dirs(str(tmp_path))
+    assert str(exc.value) == (f"{tmp_path} (folders: Label, Vis, thermal; name the folders with --ir_dir/--vis_dir): "
+                              "no infrared folder (looked for Ir, Inf, ir, IR)")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(PairingError) as exc:
+        resolve_dirs(str(empty))
+    assert str(exc.value) == (f"{empty} (no folders in it; name the folders with --ir_dir/--vis_dir): "
+                              "no infrared folder (looked for Ir, Inf, ir, IR)")
+    with pytest.raises(PairingError) as exc:  # other callers (training data) have no such flags: no hint
+        find_subdir(tmp_path, ("Labels", "labels"), "label")
+    assert str(exc.value) == (f"{tmp_path} (folders: Label, Vis, empty, thermal): "
+                              "no label folder (looked for Labels, labels)")
+
+
+def test_no_pairs_message_counts_each_side(tmp_path):
+    touch(tmp_path / "Ir", "a.png", "a.tif", "b.png")
+    touch(tmp_path / "Vis", "c.jpg")
+    (tmp_path / "none").mkdir()
+    p = pair_folders(tmp_path / "Ir", tmp_path / "Vis")
+    assert (p.ir_count, p.vis_count, p.pairs) == (3, 1, [])
+    assert p.no_pairs_message(tmp_path / "Ir", tmp_path / "Vis") == (
+        f"no IR/VIS pairs with matching names in {tmp_path / 'Ir'} (3 image files, e.g. a.png) and "
+        f"{tmp_path / 'Vis'} (1 image file, e.g. c.jpg); a pair is two files with the same base name "
+        "(a.png pairs with a.jpg)")
+    q = pair_folders(tmp_path / "Ir", tmp_path / "none")
+    assert q.no_pairs_message("I", "V") == ("no IR/VIS pairs with matching names in I (3 image files, e.g. a.png) "
+                                            "and V (no image files: .png .jpg .jpeg .bmp .tif .tiff)")

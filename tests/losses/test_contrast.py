@@ -95,3 +95,15 @@ def test_feature_distance_is_one_norm_over_the_batch():
     b = [torch.randn(3, 4, 5, 6)]
     na, nb = numpy_in(a[0].double().numpy()), numpy_in(b[0].double().numpy())
     assert feature_distance(a, b).item() == pytest.approx(np.sqrt(((na - nb) ** 2).sum()), rel=1e-5)
+
+
+def test_parts_are_the_vis_and_ir_sums():
+    """contrast_parts gives the release's DH3 (VIS channels) and DH4 (IR channels); CR is their sum."""
+    from losses.contrast import contrast_parts, nonempty_channels
+    ext = TinyExtractor()
+    out, y, ir, ref, vm, im, _, _ = batch(seed=4)
+    vis, ir_part = contrast_parts(out, y, ir, ref, vm, im, ext)
+    assert nonempty_channels(vm) == [0, 2] and nonempty_channels(im) == [0, 1, 2]
+    assert vis.item() == pytest.approx(numpy_cr(ext, out, y, ir, ref, vm, torch.zeros_like(im)), rel=1e-5)
+    assert ir_part.item() == pytest.approx(numpy_cr(ext, out, y, ir, ref, torch.zeros_like(vm), im), rel=1e-5)
+    assert (vis + ir_part).item() == contrast_loss(out, y, ir, ref, vm, im, ext).item()

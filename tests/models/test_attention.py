@@ -19,7 +19,7 @@ def manual_attention(attn: CrossAttention, x: torch.Tensor, k_in: torch.Tensor, 
         sl = slice(h * d, (h + 1) * d)
         logits = q[..., sl] @ k[..., sl].transpose(-1, -2) / math.sqrt(32)
         heads.append(torch.softmax(logits, dim=-1) @ v[..., sl])
-    return torch.cat(heads, -1) @ attn.to_out.weight.T + attn.to_out.bias
+    return torch.cat(heads, -1) @ attn.to_out[0].weight.T + attn.to_out[0].bias
 
 
 def test_cross_attention_shapes_and_sizes():
@@ -27,7 +27,7 @@ def test_cross_attention_shapes_and_sizes():
     assert attn.heads == 2 and attn.dim_head == 32 and attn.scale == pytest.approx(1 / math.sqrt(32))
     for lin in (attn.to_q, attn.to_k, attn.to_v):
         assert lin.bias is None and tuple(lin.weight.shape) == (64, 64)
-    assert attn.to_out.bias is not None and tuple(attn.to_out.weight.shape) == (64, 64)
+    assert attn.to_out[0].bias is not None and tuple(attn.to_out[0].weight.shape) == (64, 64)
 
 
 @pytest.mark.parametrize("impl", ["sdpa", "explicit"])
@@ -94,7 +94,7 @@ def test_block_order_and_feedforward():
     h = x + block.attn1(block.norm1(x))[0]
     h = h + block.attn2(block.norm2(h), ctx)[0]
     value, gate = block.ff.net[0].proj(block.norm3(h)).chunk(2, -1)
-    h = h + block.ff.net[1](value * torch.nn.functional.gelu(gate))
+    h = h + block.ff.net[2](value * torch.nn.functional.gelu(gate))
     torch.testing.assert_close(out, h)
     assert tuple(ctx_out[0].shape) == (1, 8, 64)
     assert tuple(block.ff.net[0].proj.weight.shape) == (512, 64)
@@ -109,3 +109,16 @@ def test_spatial_transformer_starts_as_identity_and_counts_parameters():
     assert tuple(k.shape) == tuple(v.shape) == (2, 35, 64)
     # GN 128 + 2 x conv1x1 4160 + LN 3x128 + 2 x attn 16448 + GEGLU 33280 + Linear 16448
     assert sum(p.numel() for p in st.parameters()) == 91_456
+
+
+def test_state_dict_names_are_the_releases():
+    """The release's transformer: transformer_blocks.0, to_out.0 (Linear before a p=0 Dropout), ff.net.2."""
+    keys = list(SpatialTransformer(64).state_dict())
+    assert keys[:4] == ["norm.weight", "norm.bias", "proj_in.weight", "proj_in.bias"]
+    assert keys[-2:] == ["proj_out.weight", "proj_out.bias"]
+    block = [k[len("transformer_blocks.0."):] for k in keys[4:-2]]
+    assert block == ["attn1.to_q.weight", "attn1.to_k.weight", "attn1.to_v.weight", "attn1.to_out.0.weight",
+                     "attn1.to_out.0.bias", "ff.net.0.proj.weight", "ff.net.0.proj.bias", "ff.net.2.weight",
+                     "ff.net.2.bias", "attn2.to_q.weight", "attn2.to_k.weight", "attn2.to_v.weight",
+                     "attn2.to_out.0.weight", "attn2.to_out.0.bias", "norm1.weight", "norm1.bias",
+                     "norm2.weight", "norm2.bias", "norm3.weight", "norm3.bias"]

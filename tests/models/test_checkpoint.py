@@ -147,5 +147,5 @@ def test_load_weights_keeps_model_on_partial_keys(weights):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     partial = {k: v for k, v in weights.items() if not k.startswith("module5")}
     with pytest.raises(CheckpointError, match="missing keys: module5.0.weight"):
-        load_weights(model, partial, "x.pt", what="student")
+        load_weights(model, partial, "x.pt", what="SAGE student")
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing half-loaded

@@ -1,4 +1,4 @@
-"""Process-level settings that make CPU inference faster: keep freed memory for reuse.
+"""A process-level malloc setting that makes CPU inference faster: keep freed memory for reuse.
 
 Each of the student's feature maps at 1024x768 is ~100 MB. glibc's malloc serves blocks that large
 with a fresh mmap and returns them with munmap, so every layer pays ~25,000 page faults to zero new
