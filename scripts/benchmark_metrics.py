@@ -1,6 +1,6 @@
 """Time the 21 fusion metrics: seconds per IR/VIS/fused triple, in all and per metric.
 
-    python scripts/benchmark_metrics.py                     # the 20 reference triples (640x480) of the shared data
+    python scripts/benchmark_metrics.py                     # the reference triples (640x480): ivif_samples/ of the reference folder
     python scripts/benchmark_metrics.py --img_dir DATA --fused_dir FUSED --pairs 5
     python scripts/benchmark_metrics.py --synthetic 640x480 --repeats 3 --threads 1
 
@@ -29,8 +29,9 @@ from data.pairs import PairingError, list_images, pair_folders, resolve_dirs  # 
 from metrics.imread import MetricImageError, read_gray  # noqa: E402
 from metrics.registry import MetricNameError, compute_metrics, parse_metric_list  # noqa: E402
 from utils.device import DeviceError, pick_device  # noqa: E402
+from utils.reference import reference_dir  # noqa: E402
 
-SHARED_SAMPLES = ROOT.parent / "shared" / "ivif_samples"
+SHARED_SAMPLES = reference_dir() / "ivif_samples"  # $SAGE_REFERENCE_DIR or ../shared (docs/testing.md)
 
 Triple = Tuple[str, np.ndarray, np.ndarray, np.ndarray]
 
@@ -41,7 +42,7 @@ IVIF_ZOO_SECONDS = 18.6
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--img_dir", help="folder with Ir/ and Vis/ (default: ../shared/ivif_samples/*/{Inf,Vis})")
+    p.add_argument("--img_dir", help="folder with Ir/ and Vis/ (default: the reference folder's ivif_samples/*/{Inf,Vis})")
     p.add_argument("--ir_dir", help="infrared folder (instead of --img_dir)")
     p.add_argument("--vis_dir", help="visible folder (instead of --img_dir)")
     p.add_argument("--fused_dir", help="fused images for --img_dir (default: the sample 'Ours' folders)")

@@ -3,15 +3,10 @@ and the reference triples with our metric values, computed once per session."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
 import pytest
-
-
-def metrics_md(shared_dir: Path) -> str:
-    return (shared_dir / "METRICS.md").read_text(encoding="utf-8")
 
 
 def appendix_c(text: str) -> Dict[str, Dict[str, float]]:
@@ -41,9 +36,9 @@ def hex_column(text: str, start: str, end: str) -> List[int]:
 
 
 @pytest.fixture(scope="session")
-def spec_text(shared_dir) -> str:
-    """The text of ../shared/METRICS.md."""
-    return metrics_md(shared_dir)
+def spec_text(reference_file) -> str:
+    """The text of METRICS.md in the reference folder (a skip naming it when it is missing)."""
+    return reference_file("METRICS.md").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="session")
@@ -71,14 +66,15 @@ COSTLY_METRICS = ("VIF", "Qy", "Qcb", "SSIM", "MS_SSIM", "Qabf", "Nabf")
 
 
 @pytest.fixture(scope="session")
-def reference_triples(shared_dir, reference_values) -> Dict[str, Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def reference_triples(reference_file, reference_values) -> Dict[str, Tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """{'LLVIP/1.jpg': (IR, VIS, fused)} uint8 grey images of the 20 reference triples, read once."""
     from metrics.imread import read_gray
 
+    samples = reference_file("ivif_samples")
     out = {}
     for triple in reference_values:
         dataset, name = triple.split("/")
-        root = shared_dir / "ivif_samples" / dataset
+        root = samples / dataset
         out[triple] = tuple(read_gray(root / sub / name) for sub in ("Inf", "Vis", "Ours"))
     return out
 
