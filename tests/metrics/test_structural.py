@@ -55,10 +55,12 @@ def test_qcb_identical_images_close_to_one_and_nan_for_constant():
 
 
 def _torch_fuses_multiply_add() -> bool:
-    """Whether this CPU build's vectorised `add_(x, alpha=w)` rounds once (a fused multiply-add)."""
+    """Whether this CPU build's `acc.add_(x, alpha=w)` rounds once (a fused multiply-add), in the vector
+    loop and in the scalar tail, on a row slice of a wider map as `correlate` uses it."""
     b = 1.0 + 2.0 ** -12  # b * b = 1 + 2^-11 + 2^-24: the 2^-24 is lost when the product is rounded first
-    acc = torch.full((64,), -(1.0 + 2.0 ** -11))
-    acc.add_(torch.full((64,), b), alpha=b)
+    acc = torch.full((5, 77), -(1.0 + 2.0 ** -11))
+    src = torch.full((7, 93), b)[1:6, 3:80]
+    acc.add_(src, alpha=b)
     return bool((acc == 2.0 ** -24).all())
 
 
