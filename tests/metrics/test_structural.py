@@ -39,6 +39,12 @@ def test_qy_identical_images_is_one():
     assert qy(x, x, x) == pytest.approx(1.0, abs=1e-12)
 
 
+def test_qy_uint8_fast_path_equals_float64():
+    """uint8 inputs take exact float32 box sums; other dtypes float64 throughout: the same value."""
+    a, b, f = noise(7, 64, 72), noise(8, 64, 72), noise(9, 64, 72)
+    assert qy(a, b, f) == pytest.approx(qy(a.double(), b.double(), f.double()), rel=1e-12)
+
+
 def test_vif_identical_images_close_to_two():
     x = noise(4)
     assert vif(x, x, x) == pytest.approx(2.0, abs=1e-3)  # vifp(X, X) ~ 1, summed over the two sources
