@@ -31,7 +31,7 @@ from metrics.registry import MetricNameError, compute_metrics, parse_metric_list
 from utils.device import DeviceError, pick_device  # noqa: E402
 from utils.reference import reference_dir  # noqa: E402
 
-SHARED_SAMPLES = reference_dir() / "ivif_samples"  # $SAGE_REFERENCE_DIR or ../shared (docs/testing.md)
+SHARED_SAMPLES = reference_dir() / "ivif_samples"  # $SAGE_REFERENCE_DIR or the folder beside the checkout (docs/testing.md)
 
 Triple = Tuple[str, np.ndarray, np.ndarray, np.ndarray]
 
