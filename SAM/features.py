@@ -1,4 +1,4 @@
-"""SAM features for the CR triplet loss: SAM ViT-B's patch embedding and first two blocks (SPEC 5).
+"""SAM features for the CR triplet loss: SAM ViT-B's patch embedding and first two blocks (docs/sage.md#triplet-loss).
 
 As in the release: embed 768, 12 heads, patch 16, windowed attention (window 14) with relative
 positions in both blocks (blocks 0 and 1 are windowed in ViT-B, whose global blocks are 2, 5, 8, 11);

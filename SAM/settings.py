@@ -165,9 +165,10 @@ def require_sam_checkpoint(value: Any, where: str = "sam.checkpoint") -> Optiona
     if isinstance(value, str) and value.strip().lower() == "none":
         return None
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "null")):
-        raise MissingSAMCheckpointError(
-            f"{where} is not set: download {SAM_CHECKPOINT_FILE} from {SAM_CHECKPOINT_URL} into checkpoints/ and set "
-            f"{where}: checkpoints/{SAM_CHECKPOINT_FILE} (or {where}: none for a demo with random SAM weights)")
+        how = (f"give {where} checkpoints/{SAM_CHECKPOINT_FILE} (or {where} none" if where.startswith("--") else
+               f"set {where}: checkpoints/{SAM_CHECKPOINT_FILE} (or --sam_checkpoint PATH; {where}: none")
+        raise MissingSAMCheckpointError(f"{where} is not set: download {SAM_CHECKPOINT_FILE} from {SAM_CHECKPOINT_URL} "
+                                        f"into checkpoints/ and {how} for a demo with random SAM weights)")
     return str(value)
 
 

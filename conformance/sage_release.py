@@ -206,7 +206,7 @@ def check_teacher(fx: Mapping) -> Iterator[Comparison]:
 
 def check_student(fx: Mapping, teacher_fx: Mapping) -> Iterator[Comparison]:
     from losses.contrast import nonempty_channels
-    from losses.totals import student_loss, teacher_loss
+    from losses.totals import SegmentPrior, student_loss, teacher_loss
     from losses.weights import LossWeights
     from models.student import Student
     from SAM.features import SAMFeatureExtractor
@@ -242,7 +242,7 @@ def check_student(fx: Mapping, teacher_fx: Mapping) -> Iterator[Comparison]:
                             fx["outputs"]["train"])
 
     w = LossWeights()
-    total, terms = student_loss(fused, taps, y, ir, ref, taps_t, vm, im, extractor, contrast_mask="image", weights=w)
+    total, terms = student_loss(fused, taps, y, ir, ref, taps_t, SegmentPrior(vm, im, extractor, "image"), w)
     lref = fx["loss"]
     parts = {"mse_y": "mse_y", "mse_ir": "mse_ir", "mse_ref": "mse_ref", "g_src": "grad_y_ir", "g_ref": "grad_ref"}
     for ours_key, ref_key in parts.items():
@@ -286,7 +286,7 @@ def check_student(fx: Mapping, teacher_fx: Mapping) -> Iterator[Comparison]:
     mref = fx["teacher_mutual_loss"]
     s_train = fx["outputs"]["train"]
     t_total, t_terms = teacher_loss(ref, taps_t, y, ir, ref_s=s_train["fused"], taps_s=list(s_train["taps"]),
-                                    vm=vm, im=im, extractor=extractor, mutual=True, contrast_mask="image", weights=w)
+                                    prior=SegmentPrior(vm, im, extractor, "image"), mutual=True, weights=w)
     yield loss_line("teacher_mutual.fuse", t_terms["mutual_fuse"], mref["fuse"])
     yield loss_line("teacher_mutual.grad", t_terms["mutual_grad"], mref["grad"])
     for i, (ours, theirs) in enumerate(zip((t_terms["mutual_cr_vis"], t_terms["mutual_cr_ir"]), mref["DH"])):

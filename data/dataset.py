@@ -1,4 +1,4 @@
-"""The training dataset of SPEC-SAGE.md section 6: root/{Ir, Vis, Label} (+ the segment cache).
+"""The training dataset of docs/sage.md#data-and-schedule: root/{Ir, Vis, Label} (+ the segment cache).
 
 Each item is a dict of float32 tensors cropped to `crop_size` (H, W):
     ir (1,H,W), y (1,H,W), crcb (2,H,W), label (H,W) int64, and, with segments,
@@ -18,10 +18,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from .imageio import ImageReadError, read_index_map, read_ir, read_vis
 from .pairs import IR_DIR_NAMES, VIS_DIR_NAMES, PairingError, find_subdir, list_images, pair_folders
+from .seeded import EpochSeededSet
 
 LABEL_DIR_NAMES = ("Label", "label", "Labels", "labels")
 CROP_MODES = ("label_box", "uniform")
@@ -62,7 +62,7 @@ def label_bbox_crop(label: np.ndarray, crop: Tuple[int, int], rng: np.random.Gen
     return top, left
 
 
-class FusionTrainSet(Dataset):
+class FusionTrainSet(EpochSeededSet):
     """IR/VIS/label triples with shared crop and flip, and optionally the SAM segment images.
 
     Args:
@@ -102,22 +102,13 @@ class FusionTrainSet(Dataset):
             if self.label_dir is not None and name not in labels:
                 raise PairingError(f"{self.label_dir}: no label for pair '{name}'")
             self.items.append((name, ir, vis, labels.get(name)))
-        self.crop = (int(crop_size[0]), int(crop_size[1]))
-        self.crop_mode = crop
-        self.seed, self.hflip, self.segments = int(seed), float(hflip), segments
+        super().__init__(self.items, crop_size, seed, hflip)
+        self.crop_mode, self.segments = crop, segments
         self.official_label_scaling = bool(official_label_scaling)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose crops and flips __getitem__ draws (call before each epoch)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.items)
 
     def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
         name, ir_path, vis_path, label_path = self.items[index]
-        rng = np.random.default_rng((self.seed, self.epoch, index))
+        rng = self.rng(index)
         ir = read_ir(ir_path)
         vis, _ = read_vis(vis_path)
         h, w = ir.shape

@@ -15,11 +15,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from .degradation import DEFAULT_CLASSES, DegradationError, degrade_pair, parse_kinds
 from .imageio import ImageReadError, read_ir, read_raw
 from .pairs import IR_DIR_NAMES, VIS_DIR_NAMES, PairingError, find_subdir, pair_folders
+from .seeded import EpochSeededSet
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
@@ -48,7 +48,7 @@ def read_pair_float(ir_path: str | os.PathLike, vis_path: str | os.PathLike
             ir_raw.astype(np.float32) / float(np.iinfo(ir_raw.dtype).max), vis_raw.dtype, ir_raw.dtype)
 
 
-class DegradedPairSet(Dataset):
+class DegradedPairSet(EpochSeededSet):
     """Items {vis, ir, vis_clean, ir_clean, label, strength, index} from a folder of clean pairs.
 
     vis, vis_clean: (3, H, W) float32 RGB in [0, 1]; ir, ir_clean: (1, H, W) float32 in [0, 1];
@@ -86,23 +86,14 @@ class DegradedPairSet(Dataset):
             if w.shape != (len(self.classes),) or (w < 0).any() or w.sum() <= 0:
                 raise DegradationError(f"class_weights: need {len(self.classes)} non-negative weights, not all 0")
             self.class_p = w / w.sum()
-        self.crop = (int(crop_size[0]), int(crop_size[1]))
-        self.seed, self.hflip = int(seed), float(hflip)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose draws __getitem__ makes (call before each epoch)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.items)
+        super().__init__(self.items, crop_size, seed, hflip)
 
     def names(self) -> List[str]:
         return [it[0] for it in self.items]
 
     def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
         name, ir_path, vis_path = self.items[index]
-        rng = np.random.default_rng((self.seed, self.epoch, index))
+        rng = self.rng(index)
         label = int(rng.choice(len(self.classes), p=self.class_p))
         kind = self.classes[label]
         strength = 0.0 if kind == "clean" else float(rng.uniform(*self.strength_range))
@@ -131,7 +122,7 @@ class DegradedPairSet(Dataset):
         return out
 
 
-class LabelledPairSet(Dataset):
+class LabelledPairSet(EpochSeededSet):
     """The items of DegradedPairSet read from an already degraded set: a labels CSV such as
     scripts/make_degraded.py writes (columns name, kind, strength, vis, ir, clean_vis, clean_ir; paths
     relative to the CSV's folder), for real degraded/clean pairs or a fixed synthetic set.
@@ -182,20 +173,11 @@ class LabelledPairSet(Dataset):
                                base / r["clean_vis"], base / r["clean_ir"]))
         if not self.items:
             raise PairingError(f"{labels}: no rows to train on")
-        self.crop = (int(crop_size[0]), int(crop_size[1]))
-        self.seed, self.hflip = int(seed), float(hflip)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose crops and flips __getitem__ draws (call before each epoch)."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.items)
+        super().__init__(self.items, crop_size, seed, hflip)
 
     def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
         name, label, strength, vis_p, ir_p, cvis_p, cir_p = self.items[index]
-        rng = np.random.default_rng((self.seed, self.epoch, index))
+        rng = self.rng(index)
         planes = {"vis": read_rgb(vis_p), "ir": read_ir(ir_p), "vis_clean": read_rgb(cvis_p), "ir_clean": read_ir(cir_p)}
         h, w = planes["ir"].shape
         for key, path in (("vis", vis_p), ("vis_clean", cvis_p), ("ir_clean", cir_p)):

@@ -1,4 +1,4 @@
-"""CR, the SAM-feature triplet (contrastive ratio) loss of SAGE (SPEC-SAGE.md section 4).
+"""CR, the SAM-feature triplet (contrastive ratio) loss of SAGE (docs/sage.md#triplet-loss).
 
 For every segment channel m of the VIS segments (negative = Y) and of the IR segments
 (negative = IR): ratio = D(out*m, ref*m) / (D(out*m, neg*m) + 1e-7), summed over channels.
@@ -132,20 +132,8 @@ def contrast_parts(
     return parts[0], parts[1]
 
 
-def contrast_loss(
-    out: torch.Tensor,
-    y: torch.Tensor,
-    ir: torch.Tensor,
-    ref: torch.Tensor,
-    vm: torch.Tensor,
-    im: torch.Tensor,
-    extractor: FeatureExtractor,
-    contrast_mask: str = "image",
-    vm_masks: Optional[torch.Tensor] = None,
-    im_masks: Optional[torch.Tensor] = None,
-    eps: float = 1e-7,
-) -> torch.Tensor:
+def contrast_loss(*args, **kwargs) -> torch.Tensor:
     """CR = DH3 + DH4, the sum of the triplet ratios over all non-empty segment channels (scalar tensor);
-    arguments as for contrast_parts."""
-    vis, ir_part = contrast_parts(out, y, ir, ref, vm, im, extractor, contrast_mask, vm_masks, im_masks, eps)
+    the arguments are contrast_parts'."""
+    vis, ir_part = contrast_parts(*args, **kwargs)
     return vis + ir_part

@@ -1,4 +1,4 @@
-"""The fusion losses of SPEC-SAGE.md section 4: the release's Losses.cal and the teacher's base loss.
+"""The fusion losses of docs/sage.md#losses: the release's Losses.cal and the teacher's base loss.
 
 Each returns (total, terms): `total` carries the graph, `terms` maps names to detached scalars for
 logging.

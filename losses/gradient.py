@@ -1,4 +1,4 @@
-"""Sobel gradient magnitude and the max-gradient texture loss G (SPEC-SAGE.md section 4)."""
+"""Sobel gradient magnitude and the max-gradient texture loss G (docs/sage.md#losses)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""The loss weights of SPEC-SAGE.md section 4, overridable from the config's `loss:` section."""
+"""The loss weights of docs/sage.md#losses, overridable from the config's `loss:` section."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""The 21 image-fusion metrics of the IVIF_ZOO toolkit, re-implemented on tensors (see METRICS.md).
+"""The 21 image-fusion metrics of the IVIF_ZOO toolkit, re-implemented on tensors (docs/metrics.md).
 
     from metrics import compute_metrics, evaluate_folders, format_summary
     values = compute_metrics(ir_u8, vis_u8, fused_u8)              # {name: float} for one triple

@@ -24,6 +24,8 @@ def as_f64(x: torch.Tensor) -> torch.Tensor:
 
 def as_levels(x: torch.Tensor) -> torch.Tensor:
     """(H, W) int64 grey levels clipped to 0..255 (histogram bin of each pixel)."""
+    if x.dtype == torch.uint8:
+        return x.to(torch.int64)  # already 0..255 integers
     return x.to(torch.float64).round().clamp(0, 255).to(torch.int64)
 
 
@@ -35,27 +37,54 @@ def pearson(x: torch.Tensor, y: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     return (xc * yc).sum() / (torch.sqrt((xc * xc).sum() * (yc * yc).sum()) + eps)
 
 
-def correlate(x: torch.Tensor, kernel: torch.Tensor, padding=0) -> torch.Tensor:
-    """Float32 cross-correlation (kernel not flipped) of one (H, W) map with one (n, m) kernel.
+def correlate(x: torch.Tensor, kernel: torch.Tensor, padding: int | tuple = 0, stride: int = 1) -> torch.Tensor:
+    """Float32 cross-correlation (kernel not flipped) of one (H, W) map with one (n, m) kernel, tap by tap.
 
-    Reproduces the reference run's float32 rounding (METRICS.md Appendix B.2), on which SSIM, MS-SSIM
-    and VIF depend: on the CPU, where the reference used oneDNN (fused multiply-adds), torch's own
-    conv2d is called with a (1, 1, H, W) input (a larger batch could change the algorithm); elsewhere
-    (small maps of the native path, or a GPU) the tap-by-tap emulation below is used.
+    Follows the reference run's float32 recipe (docs/metrics.md, "Float32 recipes"): taps visited in
+    row-major order, the first giving fl32(w0 x0), each later one either a fused multiply-add or a
+    separately rounded product and sum (the rule of `uses_fma`). One in-place pass per tap over the
+    whole map: `add_(x, alpha=w)` is torch's vectorised fused multiply-add on x86-64 (AVX2, AVX-512),
+    ARM and CUDA, so this equals PyTorch's oneDNN convolution of the reference run bit for bit where
+    torch fuses; a build that does not fuse rounds each sum a little differently (errors of the same
+    size: a few float32 ulps per sample, ~1e-4 at most on the metrics, inside the 1e-3 goal). For a
+    17x17 kernel on one channel this is ~40x faster than conv2d on a 2-core AVX2 CPU.
+    `stride` 2 evaluates only the even output rows and columns (the same values as [::2, ::2]).
     """
     kh, kw = kernel.shape
-    if x.device.type == "cpu" and _uses_fma(x.numel(), kh, kw):
-        k = kernel.to(device=x.device, dtype=torch.float32)
-        return F.conv2d(x.to(torch.float32)[None, None], k[None, None], padding=padding)[0, 0]
-    return correlate_reference_f32(x, kernel, padding)
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    fma = uses_fma(x.numel(), kh, kw)
+    x = x.to(torch.float32)
+    h = (x.shape[0] + 2 * ph - kh) // stride + 1
+    w = (x.shape[1] + 2 * pw - kw) // stride + 1
+    if ph or pw:
+        x = F.pad(x, (pw, pw, ph, ph))
+    taps = kernel.to(torch.float32).flatten().tolist()  # exact float32 values as Python floats
+    # With a stride, read each tap from the matching phase (rows a mod s, columns b mod s) of the input,
+    # made contiguous once: the per-tap slices are then contiguous rows (vectorised fused multiply-adds).
+    phases = {(r, c): x[r::stride, c::stride].contiguous() for r in range(min(stride, kh)) for c in range(min(stride, kw))}
+    out = None
+    for t, wt in enumerate(taps):
+        a, b = divmod(t, kw)
+        p = phases[(a % stride, b % stride)]
+        src = p[a // stride:a // stride + h, b // stride:b // stride + w]
+        if out is None:
+            out = torch.mul(src, wt)  # fl32(w0 x0), a fresh map
+        elif wt == 0.0:
+            continue  # contributes exactly 0 (fl32(acc + 0) = acc)
+        elif fma:
+            out.add_(src, alpha=wt)
+        else:
+            out.add_(src * wt)  # product rounded on its own, then the sum
+    return out
 
 
 def correlate_1d(x: torch.Tensor, taps, dim: int, pad: int) -> torch.Tensor:
-    """Cross-correlation of a (C, H, W) stack with a 1-D kernel along `dim` (-2 rows, -1 columns).
+    """Cross-correlation of an (H, W) map or (C, H, W) stack with a 1-D kernel along `dim` (-2 rows, -1 columns).
 
     `pad` zeros are added on both ends of that axis (pad = (n - 1) / 2 gives 'same', 0 gives 'valid').
     Shifted slices and in-place adds: for float64 this is several times faster than torch's conv2d,
-    which has no fast float64 CPU path. Used by the float64 metrics (Qy, Qcb, EI, Qabf, Nabf).
+    which has no fast float64 CPU path. Used by Qy (float64) and the Sobel filters of EI, Qabf and
+    Nabf (float32, exact on grey levels).
     """
     taps = [float(t) for t in taps]
     n = len(taps)
@@ -74,8 +103,9 @@ def correlate_separable(x: torch.Tensor, vertical, horizontal, pad_v: int, pad_h
     return correlate_1d(correlate_1d(x, vertical, -2, pad_v), horizontal, -1, pad_h)
 
 
-def _uses_fma(numel: int, kh: int, kw: int) -> bool:
-    """Whether PyTorch's reference CPU float32 conv (oneDNN) fuses multiply-adds (METRICS.md Appendix B.2)."""
+def uses_fma(numel: int, kh: int, kw: int) -> bool:
+    """Whether the reference run's float32 conv fused multiply-adds: an input of more than 20480 elements or
+    a kernel larger than 3 in both directions (oneDNN); otherwise PyTorch's native path rounded each product."""
     return numel > 20480 or (kh > 3 and kw > 3)
 
 
@@ -84,13 +114,13 @@ def correlate_reference_f32(x: torch.Tensor, kernel: torch.Tensor, padding: int 
 
     Taps are visited in row-major order; each output is fl32(w0 x0), then either fused multiply-adds
     (emulated exactly in float64: the product of two float32 values is exact there) or separately
-    rounded product and sum, by the rule of METRICS.md Appendix B.2. Independent of the machine's own
-    conv kernels, which on other CPUs (or GPUs) round differently and move SSIM/MS-SSIM by ~1e-4.
-    Costs one pass per tap: meant for small kernels or small maps.
+    rounded product and sum, by the rule of `uses_fma` (docs/metrics.md, "Float32 recipes").
+    Independent of the machine's own arithmetic (plain float64 operations only), so it is the
+    CPU-independent yardstick for `correlate` in the tests. Several float64 passes per tap: slow.
     """
     kh, kw = kernel.shape
     ph, pw = (padding, padding) if isinstance(padding, int) else padding
-    fma = _uses_fma(x.numel(), kh, kw)
+    fma = uses_fma(x.numel(), kh, kw)
     x = x.to(torch.float32)
     if ph or pw:
         x = F.pad(x, (pw, pw, ph, ph))

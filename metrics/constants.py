@@ -1,6 +1,6 @@
 """Exact float32 constants of the reference toolkit (IVIF_ZOO), as bit patterns.
 
-Transcribed from METRICS.md Appendix A (the toolkit's own float32 values). They are stored as bits
+Transcribed from the specification of the toolkit (its own float32 values; docs/metrics.md). They are stored as bits
 because the ill-conditioned metrics (CE, SSIM, MS-SSIM, VIF) depend on the last bit of each value;
 recomputing them with torch.exp gives 1-ulp differences in three VIF taps (tests/metrics check them).
 """

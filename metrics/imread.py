@@ -1,7 +1,7 @@
 """Reading images for evaluation the way the reference toolkit does: Pillow `convert('L')`.
 
 This deliberately differs from data/imageio.py (OpenCV, used for fusion): Pillow's fixed-point ITU-R 601
-luma and its JPEG decoder are what the published metric values were computed from (METRICS.md 1.1).
+luma and its JPEG decoder are what the published metric values were computed from (docs/metrics.md, "Conventions").
 """
 from __future__ import annotations
 

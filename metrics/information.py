@@ -1,4 +1,4 @@
-"""Information-theoretic metrics: EN, MI, NMI, TE, CE and QNCIE (METRICS.md sections 2.1-2.4, 2.8, 2.9).
+"""Information-theoretic metrics: EN, MI, NMI, TE, CE and QNCIE (docs/metrics.md).
 
 Histograms have one bin per grey level 0..255 and are built with `bincount` (the reference toolkit
 loops over pixels in Python; the counts, and so the values, are identical). Entropies are in bits.
@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from .common import as_f32, as_levels, pearson
+from .common import as_f32, as_levels
 from .constants import sigmoid_levels
 
 
@@ -70,7 +70,7 @@ def ce(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor) -> float:
     """Pixel-wise binary cross-entropy (nats) between sigmoid(F) and (sigmoid(A) + sigmoid(B)) / 2.
 
     Quirk of the toolkit: the sigmoid is applied to raw grey levels, so every level >= 16 saturates and
-    only dark pixels matter. The float32 sigmoid values and clamps are taken bit-exactly (Appendix B.6).
+    only dark pixels matter. The float32 sigmoid values and clamps are taken bit-exactly (docs/metrics.md, "Float32 recipes").
     Lower is better.
     """
     lut = torch.from_numpy(sigmoid_levels()).to(fused.device)
@@ -94,11 +94,12 @@ def qncie(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor) -> float:
 
     NaN when an image is constant. Higher is better.
     """
-    a, b, f = _min_max(ir), _min_max(vis), _min_max(fused)
-    r_ab, r_af, r_bf = pearson(a, b, 1e-10), pearson(a, f, 1e-10), pearson(b, f, 1e-10)
-    r = torch.stack([torch.stack([torch.ones_like(r_ab), r_ab, r_af]),
-                     torch.stack([r_ab, torch.ones_like(r_ab), r_bf]),
-                     torch.stack([r_af, r_bf, torch.ones_like(r_ab)])]).to(torch.float32)
+    x = torch.stack([_min_max(ir), _min_max(vis), _min_max(fused)]).flatten(1).to(torch.float64)
+    x = x - x.mean(dim=1, keepdim=True)
+    gram = x @ x.T  # sums of products of the centred images
+    d = torch.sqrt(torch.diagonal(gram))
+    r = (gram / (d[:, None] * d[None, :] + 1e-10)).to(torch.float32)  # Pearson r with the toolkit's 1e-10
+    r.fill_diagonal_(1.0)
     if not torch.isfinite(r).all():
         return float("nan")
     lam = torch.linalg.eigvalsh(r.to(torch.float64).cpu()) / 3.0

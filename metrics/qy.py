@@ -1,11 +1,12 @@
-"""Yang's SSIM-based fusion metric Qy with the toolkit's window (METRICS.md section 2.6). Float64."""
+"""Yang's SSIM-based fusion metric Qy with the toolkit's window (docs/metrics.md). Float64."""
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 
-from .common import as_f64, correlate_separable
+from .common import as_f64, correlate_1d
 
 _C1, _C2 = 1e-4, 9e-4  # constants meant for [0, 1] data, applied to 0..255 data (toolkit quirk)
 
@@ -15,13 +16,23 @@ def _gauss7() -> torch.Tensor:
     return g / g.sum()
 
 
+_GAUSS7 = _gauss7().tolist()
+
+
 def _window_filter(x: torch.Tensor) -> torch.Tensor:
-    """'same' zero-padded correlation of (C, H, W) maps with the toolkit's 7x7 window W[a, b] = g[b].
+    """'same' zero-padded correlation of one (H, W) map with the toolkit's 7x7 window W[a, b] = g[b], float64.
 
     Every row of the window is the same 1-D Gaussian, so it is a vertical 7-tap box sum (sum W = 7)
-    times a horizontal Gaussian, applied here as two 1-D passes.
+    followed by a horizontal Gaussian pass in float64. The box sum is taken in x's dtype: float32 is
+    exact for grey levels and their products (sums below 2^24), float64 for anything else. One map at a
+    time, so it stays in the CPU cache.
     """
-    return correlate_separable(x, [1.0] * 7, _gauss7().tolist(), 3, 3)
+    h = x.shape[0]
+    p = F.pad(x, (0, 0, 3, 3))
+    box = p[0:h].clone()
+    for i in range(1, 7):
+        box.add_(p[i:i + h])
+    return correlate_1d(box.to(torch.float64), _GAUSS7, -1, 3)
 
 
 def _ssim_maps(mu_x, mu_y, e_xx, e_yy, e_xy):
@@ -34,9 +45,12 @@ def _ssim_maps(mu_x, mu_y, e_xx, e_yy, e_xy):
 
 def qy(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor) -> float:
     """Qy: lambda S(A,F) + (1 - lambda) S(B,F) where S(A,B) >= 0.75, else max(S(A,F), S(B,F)). Higher is better."""
-    a, b, f = as_f64(ir), as_f64(vis), as_f64(fused)
-    m = _window_filter(torch.stack([a, b, f, a * a, b * b, f * f, a * b, a * f, b * f]))
-    mu_a, mu_b, mu_f, e_aa, e_bb, e_ff, e_ab, e_af, e_bf = m
+    if all(x.dtype == torch.uint8 for x in (ir, vis, fused)):
+        a, b, f = (x.to(torch.float32) for x in (ir, vis, fused))  # products and box sums of 0..255: exact
+    else:
+        a, b, f = as_f64(ir), as_f64(vis), as_f64(fused)
+    mu_a, mu_b, mu_f, e_aa, e_bb, e_ff, e_ab, e_af, e_bf = (
+        _window_filter(m) for m in (a, b, f, a * a, b * b, f * f, a * b, a * f, b * f))
     s_ab, var_a, var_b = _ssim_maps(mu_a, mu_b, e_aa, e_bb, e_ab)
     s_af, _, _ = _ssim_maps(mu_a, mu_f, e_aa, e_ff, e_af)
     s_bf, _, _ = _ssim_maps(mu_b, mu_f, e_bb, e_ff, e_bf)

@@ -14,7 +14,7 @@ from . import gradient, information, qcb, qy, ssim, statistics, vif
 METRIC_NAMES: List[str] = ["CE", "NMI", "QNCIE", "TE", "EI", "Qy", "Qcb", "EN", "MI", "SF", "AG", "SD",
                            "CC", "SCD", "VIF", "MSE", "PSNR", "Qabf", "Nabf", "SSIM", "MS_SSIM"]
 
-# True: higher is better. TE is reported as higher-is-better by convention (METRICS.md 2.4).
+# True: higher is better. TE is reported as higher-is-better by convention (docs/metrics.md).
 HIGHER_IS_BETTER: Dict[str, bool] = {name: True for name in METRIC_NAMES}
 HIGHER_IS_BETTER.update(CE=False, MSE=False, Nabf=False)
 

@@ -1,8 +1,8 @@
-"""SSIM and MS-SSIM as the toolkit computes them (pytorch_msssim on inputs scaled by 255^2; METRICS.md 2.20-2.21).
+"""SSIM and MS-SSIM as the toolkit computes them (pytorch_msssim on inputs scaled by 255^2; docs/metrics.md).
 
 Toolkit quirk: the 0..255 images are multiplied by 255 again (X in 0..65025) while data_range stays 255,
 so the constants are effectively 255^2 times smaller than in standard SSIM; the two sources are summed.
-Float32 with the toolkit's exact window bits and torch's own conv2d, one map per call (Appendix B.3):
+Float32 with the toolkit's exact window bits, filtered tap by tap (docs/metrics.md, "Float32 recipes"):
 the result is ill-conditioned and a float64 version is up to 1.3e-3 off.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Statistical and simple gradient metrics: SD, CC, SCD, MSE, PSNR, SF, AG (METRICS.md 2.10-2.14, 2.16-2.17).
+"""Statistical and simple gradient metrics: SD, CC, SCD, MSE, PSNR, SF, AG (docs/metrics.md).
 
 All are well conditioned: float64 reproduces the toolkit's float32 values to < 1e-6 relative.
 """

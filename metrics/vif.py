@@ -1,9 +1,9 @@
-"""Pixel-domain multiscale VIF (vifp) as the toolkit computes it, summed over the sources (METRICS.md 2.15).
+"""Pixel-domain multiscale VIF (vifp) as the toolkit computes it, summed over the sources (docs/metrics.md).
 
 Float32 on purpose: E[x^2] - mu^2 cancels in float32 and leaves spurious variance in flat areas that
 the reference numbers contain (a float64 version is up to 9e-4 off). The kernels are the toolkit's
-off-centre float32 Gaussians (Appendix A.4) applied with torch's own conv2d, one map per call, so the
-CPU accumulation order matches the reference (Appendix B.2).
+off-centre float32 Gaussians, applied tap by tap with one fused multiply-add per tap (common.correlate),
+which is the reference run's accumulation order and rounding (docs/metrics.md, "Float32 recipes").
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _pyramid(x: torch.Tensor):
         n = 2 ** (5 - scale) + 1
         k = torch.from_numpy(vif_kernel(n)).to(x.device)
         if scale > 1:
-            x = correlate(x, k, n // 2)[::2, ::2].contiguous()
+            x = correlate(x, k, n // 2, stride=2)
         yield x, k, n // 2
 
 

@@ -1,4 +1,4 @@
-"""The SAGE transformer: SpatialTransformer with key/value context passing (SPEC-SAGE.md section 3).
+"""The SAGE transformer: SpatialTransformer with key/value context passing (docs/sage.md#transformer).
 
 A SpatialTransformer turns a (B, C, H, W) map into H*W tokens, runs one BasicTransformerBlock
 (self-attention, cross-attention, GEGLU feed-forward) and adds the result back to its input.

@@ -10,7 +10,7 @@ import re
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -96,22 +96,29 @@ def read_state_dict(path: str | os.PathLike, keys: Iterable[str] = WRAPPER_KEYS,
     return strip_prefix(obj)
 
 
-def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], path: str | os.PathLike,
-                 what: str = "SAGE network") -> nn.Module:
-    """Strictly load `state` into `model`; a mismatch raises CheckpointError naming the first few keys."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
+def check_keys(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], path: str | os.PathLike,
+               what: str, required: Optional[Sequence[str]] = None) -> None:
+    """Raise CheckpointError unless `state` has every `required` key of `own` (default: all), no key that `own`
+    lacks, and the same shapes; the message names the file, the kind of network and the first few keys."""
+    required = list(own) if required is None else list(required)
+    missing = [k for k in required if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
         def head(keys):
             return ", ".join(keys[:4]) + (f" ... ({len(keys)} in all)" if len(keys) > 4 else "") if keys else "none"
         raise CheckpointError(
             f"{path}: not a {what} checkpoint (missing keys: {head(missing)}; unexpected keys: {head(unexpected)})")
-    wrong = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    wrong = [k for k in state if tuple(own[k].shape) != tuple(state[k].shape)]
     if wrong:
         k = wrong[0]
         raise CheckpointError(f"{path}: shape mismatch for {k}: file has {tuple(state[k].shape)}, "
                               f"the {what} expects {tuple(own[k].shape)} ({len(wrong)} mismatched tensors)")
+
+
+def load_weights(model: nn.Module, state: Dict[str, torch.Tensor], path: str | os.PathLike,
+                 what: str = "SAGE network") -> nn.Module:
+    """Strictly load `state` into `model`; a mismatch raises CheckpointError naming the first few keys."""
+    check_keys(model.state_dict(), state, path, what)
     model.load_state_dict(state, strict=True)
     return model
 

@@ -1,4 +1,4 @@
-"""The SAGE student: a 0.136 M-parameter U-shaped CNN that fuses Y and IR (SPEC-SAGE.md section 2)."""
+"""The SAGE student: a 0.136 M-parameter U-shaped CNN that fuses Y and IR (docs/sage.md#student)."""
 from __future__ import annotations
 
 from typing import List, Tuple

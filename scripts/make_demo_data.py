@@ -3,7 +3,9 @@
 Each scene is a street at night or in fog: warm people and vehicles are bright in the infrared image
 and hard to see in the visible one; texture and colour exist only in the visible image. Labels follow
 FMB's 15 classes (0 background, 1 Road, 2 Sidewalk, 3 Building, 4 Lamp, 5 Sign, 6 Vegetation, 7 Sky,
-8 Person, 9 Car, 10 Truck, 11 Bus, 12 Motorcycle, 13 Bicycle, 14 Pole).
+8 Person, 9 Car, 10 Truck, 11 Bus, 12 Motorcycle, 13 Bicycle, 14 Pole). Boxes/ holds YOLO text files
+(`class cx cy w h`, M3FD's classes 0 People, 1 Car, 2 Bus, 5 Truck) around the visible part of each
+person and vehicle, for the detection demo (docs/downstream.md).
 
     python scripts/make_demo_data.py --out data/demo [--train 6 --test 3 --width 256 --height 192]
 
@@ -14,14 +16,20 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.imageio import write_image_atomic  # noqa: E402
+from downstream.detection.labels import M3FD_CLASSES, Boxes, make_boxes, write_yolo  # noqa: E402
 
 ROAD, SIDEWALK, BUILDING, LAMP, SIGN, VEG, SKY, PERSON, CAR, TRUCK, BUS, MOTO, BICYCLE, POLE = range(1, 15)
+
+# Box classes (M3FD's list, downstream.detection.labels.M3FD_CLASSES) of the labelled objects.
+BOX_CLASS = {PERSON: M3FD_CLASSES.index("People"), CAR: M3FD_CLASSES.index("Car"),
+             BUS: M3FD_CLASSES.index("Bus"), TRUCK: M3FD_CLASSES.index("Truck")}
 
 # Visible colour (BGR, 0..255) and infrared temperature (0..1) per class.
 VIS_BGR = {0: (60, 60, 60), ROAD: (90, 90, 95), SIDEWALK: (140, 150, 160), BUILDING: (110, 130, 170),
@@ -38,9 +46,20 @@ def smooth_noise(rng: np.random.Generator, h: int, w: int, scale: int) -> np.nda
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def draw_scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A label map (H, W) uint8 of one street scene."""
+def draw_scene(rng: np.random.Generator, h: int, w: int, objects: Optional[list] = None) -> np.ndarray:
+    """A label map (H, W) uint8 of one street scene.
+
+    When `objects` is a list, each person and vehicle is appended to it as (class, own mask (H, W) bool),
+    the mask drawn with the same calls as the scene (no extra random numbers are drawn).
+    """
     lab = np.full((h, w), SKY, np.uint8)
+
+    def own(draw, cls: int) -> None:
+        if objects is not None:
+            m = np.zeros((h, w), np.uint8)
+            draw(m, 1)
+            objects.append((cls, m > 0))
+
     horizon = int(h * rng.uniform(0.38, 0.5))
     # buildings along the horizon
     x = 0
@@ -74,20 +93,49 @@ def draw_scene(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         s = (cy - horizon) / (h - horizon)
         vw, vh = int(w * (0.12 + 0.22 * s) * (1.4 if cls != CAR else 1)), int(h * (0.07 + 0.14 * s))
         cx = int(rng.integers(0, max(1, w - vw)))
-        cv2.rectangle(lab, (cx, cy - vh), (cx + vw, cy), cls, -1)
-        for wx in (cx + vw // 5, cx + 4 * vw // 5):
-            cv2.circle(lab, (wx, cy), max(2, vh // 5), cls, -1)  # wheels belong to the vehicle
+
+        def vehicle(img, value, cx=cx, cy=cy, vw=vw, vh=vh):
+            cv2.rectangle(img, (cx, cy - vh), (cx + vw, cy), value, -1)
+            for wx in (cx + vw // 5, cx + 4 * vw // 5):
+                cv2.circle(img, (wx, cy), max(2, vh // 5), value, -1)  # wheels belong to the vehicle
+
+        vehicle(lab, cls)
+        own(vehicle, cls)
     # people, and sometimes a cyclist
     for _ in range(int(rng.integers(2, 5))):
         py = int(rng.uniform(horizon + h * 0.05, h * 0.97))
         s = (py - horizon) / (h - horizon)
         ph, pw = int(h * (0.1 + 0.25 * s)), max(3, int(w * (0.015 + 0.03 * s)))
         px = int(rng.integers(pw, w - pw))
-        cv2.ellipse(lab, (px, py - ph // 2), (pw, ph // 2 - ph // 8), 0, 0, 360, PERSON, -1)
-        cv2.circle(lab, (px, py - ph + ph // 8), max(2, pw * 2 // 3), PERSON, -1)
+
+        def person(img, value, px=px, py=py, ph=ph, pw=pw):
+            cv2.ellipse(img, (px, py - ph // 2), (pw, ph // 2 - ph // 8), 0, 0, 360, value, -1)
+            cv2.circle(img, (px, py - ph + ph // 8), max(2, pw * 2 // 3), value, -1)
+
+        person(lab, PERSON)
+        own(person, PERSON)
         if rng.uniform() < 0.3:
             cv2.circle(lab, (px + pw * 2, py), max(2, ph // 6), BICYCLE, 2)
     return lab
+
+
+def object_boxes(lab: np.ndarray, objects: list, min_visible: float = 0.25, min_pixels: int = 12) -> Boxes:
+    """Boxes (M3FD classes) around the visible part of each person and vehicle of a scene.
+
+    An object keeps the pixels of its own mask that still carry its class in the final label map
+    (later objects may cover it); one with fewer than `min_visible` of its pixels or `min_pixels`
+    pixels left is not labelled.
+    """
+    rows, labels = [], []
+    for cls, mask in objects:
+        visible = mask & (lab == cls)
+        n = int(visible.sum())
+        if n < min_pixels or n < min_visible * int(mask.sum()):
+            continue
+        ys, xs = np.nonzero(visible)
+        rows.append([int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1])
+        labels.append(BOX_CLASS[cls])
+    return make_boxes(rows, labels)
 
 
 def render(rng: np.random.Generator, lab: np.ndarray, condition: str):
@@ -131,12 +179,14 @@ def main(argv=None) -> int:
     for split, n in (("train", a.train), ("test", a.test)):
         for i in range(n):
             name = f"{split}_{i:03d}"
-            lab = draw_scene(rng, a.height, a.width)
+            objects: list = []
+            lab = draw_scene(rng, a.height, a.width, objects)
             vis, ir = render(rng, lab, "night" if i % 2 == 0 else "fog")
             write_image_atomic(out / split / "Vis" / f"{name}.png", vis)
             write_image_atomic(out / split / "Ir" / f"{name}.png", ir)
             if split == "train":
                 write_image_atomic(out / split / "Label" / f"{name}.png", lab)
+            write_yolo(out / split / "Boxes" / f"{name}.txt", object_boxes(lab, objects), a.width, a.height)
     print(f"wrote {a.train} training and {a.test} test scenes ({a.width}x{a.height}) to {out}")
     return 0
 

@@ -1,7 +1,7 @@
 """Builders from the `semantic:` config section: the judge and the teacher's semantic loss.
 
     semantic:
-      backend: none | segformer | trained
+      backend: none | segformer | trained | xdecoder   (xdecoder: keys in configs/semantic/xdecoder.yaml)
       model: <folder with config.json + model.safetensors>   (or an explicit hub id for segformer)
       mapping: configs/semantic/cityscapes_to_fmb.yaml        (segformer: judge classes -> label classes)
       class_names: null          # null = FMB's 15 classes; a list or a YAML file
@@ -63,10 +63,9 @@ def build_judge(cfg: Dict[str, Any], device: Union[str, torch.device, None] = No
     backend = str(cfg.get("backend") or "none").strip().lower()
     if backend in ("none", "off", "false"):
         return None
-    if backend == "xdecoder":
-        raise SemanticConfigError("semantic.backend=xdecoder: X-Decoder is not part of this reproduction (its code is "
-                                  "not a package and its weights cannot be fetched); use segformer or trained "
-                                  "(see docs/semantic.md#x-decoder)")
+    if backend == "xdecoder":  # the native X-Decoder judge is itself the loss module (docs/xdecoder.md)
+        from xdecoder.judge import build_xdecoder_judge
+        return build_xdecoder_judge(cfg, device)
     if backend not in BACKENDS:
         raise SemanticConfigError(f"semantic.backend={backend}: unknown (choose {', '.join(BACKENDS)})")
     names = load_class_names(cfg.get("class_names"))
@@ -99,8 +98,8 @@ def build_semantic_loss(cfg: Dict[str, Any], device: Union[str, torch.device, No
     the UNWEIGHTED cross-entropy; its judge is frozen and has no parameters visible to an optimiser.
     """
     judge = build_judge(cfg, device)
-    if judge is None:
-        return None
+    if judge is None or not isinstance(judge, SegmenterJudge):  # None, or X-Decoder's judge (already the loss)
+        return judge
     names = judge.mapping.target_names
     ignore_index = check_ignore_index(cfg.get("ignore_index", DEFAULT_IGNORE_INDEX), names)
     ignore_classes = cfg.get("ignore_classes")

@@ -263,3 +263,37 @@ def test_ctrl_c_stops_after_the_step_and_resumes(data_root, tmp_path):
         epochs_done = last["epoch"] if last["step_in_epoch"] else last["epoch"] - 1
         assert train.main(["--resume", str(run_dir / "last.pt"), "--epochs", str(epochs_done + 1)]) == 0
     assert state(run_dir / "last.pt")["global_step"] > last["global_step"]
+
+
+def test_unknown_keys_and_wrong_types_stop_before_any_work(tmp_path, capsys):
+    run_dir = tmp_path / "never"
+    base = ["--root_dir", str(tmp_path), "--save_dir", str(run_dir)]
+    assert train.main(base + ["--set", "train.epoch=1"]) == 2
+    assert "error: unknown config key 'train.epoch' (did you mean 'train.epochs'?)" in capsys.readouterr().err
+    assert train.main(base + ["--set", "trian.epochs=1"]) == 2
+    assert "unknown config key 'trian.epochs' (did you mean 'train.epochs'?)" in capsys.readouterr().err
+    assert train.main(base + ["--set", "train.epochs=one"]) == 2
+    assert "config key 'train.epochs' expects an integer, got 'one'" in capsys.readouterr().err
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("data:\n  crop_sise: [64, 64]\n")
+    assert train.main(["--config", str(ROOT / "configs" / "fmb.yaml"), "--config", str(bad)] + base) == 2
+    assert "mine.yaml: unknown config key 'data.crop_sise' (did you mean 'data.crop_size'?)" in capsys.readouterr().err
+    assert not run_dir.exists()
+
+
+def test_a_student_that_never_trained_is_not_exported_and_shipped_files_stay(data_root, tmp_path, caplog):
+    shipped = ROOT / "checkpoints" / "sage_student_demo.pt"
+    before = shipped.read_bytes()
+    target = tmp_path / "exported.pt"
+    target.write_bytes(before)
+    # epochs (1) ends before student_epoch (2): the student takes no step, so nothing is exported.
+    assert run(data_root, tmp_path / "t", "--epochs", "1", "--student_epoch", "2", "--export", str(target)) == 0
+    log = (tmp_path / "t" / "train.log").read_text()
+    assert "the student takes no step in this run" in log and "student not exported" in log
+    assert target.read_bytes() == before and shipped.read_bytes() == before
+    # The demo config exports nothing unless asked to (--export).
+    cfg = train.build_config(train.parse_args(["--config", str(ROOT / "configs" / "demo.yaml")]), None)
+    assert cfg["export"]["student_to"] is None
+    # A student that trained is exported when asked.
+    assert run(data_root, tmp_path / "s", "--epochs", "1", "--export", str(tmp_path / "new.pt")) == 0
+    assert (tmp_path / "new.pt").read_bytes() != before and (tmp_path / "new.pt").stat().st_size > 1000

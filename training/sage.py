@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from data.dataset import FusionTrainSet
 from data.sampler import ResumableSampler
-from losses.totals import student_loss, teacher_loss
+from losses.totals import SegmentPrior, student_loss, teacher_loss
 from losses.weights import LossWeights
 from models.checkpoint import load_weights, read_state_dict
 from models.student import Student
@@ -51,20 +51,22 @@ class SageLossSettings:
     ini_epoch: int            # from this epoch on the teacher gets the semantic term
 
 
+def segment_prior(nets: SageNetworks, b: Dict[str, torch.Tensor], s: SageLossSettings) -> SegmentPrior:
+    return SegmentPrior(b["vm"], b["im"], nets.extractor, s.contrast_mask, b.get("vm_mask"), b.get("im_mask"))
+
+
 def student_step(nets: SageNetworks, b: Dict[str, torch.Tensor], s: SageLossSettings
                  ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], Images]:
     """Distillation step: the frozen teacher's output and taps guide the student."""
     nets.student.train()
     if nets.teacher is None:  # fusion and gradient terms only
         out, taps_s = nets.student(b["y"], b["ir"])
-        loss, terms = student_loss(out, taps_s, b["y"], b["ir"], None, None, None, None, None, weights=s.weights)
+        loss, terms = student_loss(out, taps_s, b["y"], b["ir"], weights=s.weights)
         return loss, terms, {"student": out, "teacher": None}
     with torch.no_grad():
         ref, taps_t = nets.teacher(b["y"], b["ir"], b["vm"], b["im"])
     out, taps_s = nets.student(b["y"], b["ir"])
-    loss, terms = student_loss(out, taps_s, b["y"], b["ir"], ref, taps_t, b["vm"], b["im"], nets.extractor,
-                               contrast_mask=s.contrast_mask, vm_masks=b.get("vm_mask"), im_masks=b.get("im_mask"),
-                               weights=s.weights)
+    loss, terms = student_loss(out, taps_s, b["y"], b["ir"], ref, taps_t, segment_prior(nets, b, s), s.weights)
     return loss, terms, {"student": out, "teacher": ref}
 
 
@@ -78,9 +80,8 @@ def teacher_step(nets: SageNetworks, b: Dict[str, torch.Tensor], s: SageLossSett
     if mutual:
         with torch.no_grad():  # the student stays in train mode here, as in the release
             ref_s, taps_s = nets.student(b["y"], b["ir"])
-    loss, terms = teacher_loss(out_t, taps_t, b["y"], b["ir"], ref_s=ref_s, taps_s=taps_s, vm=b["vm"], im=b["im"],
-                               extractor=nets.extractor, mutual=mutual, contrast_mask=s.contrast_mask,
-                               vm_masks=b.get("vm_mask"), im_masks=b.get("im_mask"), weights=s.weights)
+    loss, terms = teacher_loss(out_t, taps_t, b["y"], b["ir"], ref_s, taps_s, segment_prior(nets, b, s),
+                               mutual=mutual, weights=s.weights)
     terms = dict(terms)
     if nets.judge is not None and epoch >= s.ini_epoch:
         sem = nets.judge(out_t, b["crcb"], b["label"])

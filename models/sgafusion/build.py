@@ -29,7 +29,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import torch
 
-from ..checkpoint import CheckpointError, load_weights, read_state_dict
+from ..checkpoint import CheckpointError, check_keys, load_weights, read_state_dict
 from .cue import ClipCueEncoder, load_clip_visual, tiny_clip_visual
 from .lora import LORA_TARGETS, add_lora, is_lora_name
 from .network import SGAFusionNet
@@ -107,20 +107,7 @@ def load_cue_state(cue: ClipCueEncoder, state: Mapping[str, torch.Tensor], path:
     own = cue.state_dict()
     full = any(k.startswith("visual.") and not is_lora_name(k) for k in state)
     required = [k for k in own if full or k.startswith("head.") or is_lora_name(k)]
-    missing = [k for k in required if k not in state]
-    unexpected = [k for k in state if k not in own]
-
-    def head(keys):
-        return ", ".join(keys[:4]) + (f" ... ({len(keys)} in all)" if len(keys) > 4 else "") if keys else "none"
-
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: not an SGAFusion cue checkpoint for this configuration "
-                              f"(missing keys: {head(missing)}; unexpected keys: {head(unexpected)})")
-    wrong = [k for k in state if tuple(own[k].shape) != tuple(state[k].shape)]
-    if wrong:
-        k = wrong[0]
-        raise CheckpointError(f"{path}: shape mismatch for {k}: file has {tuple(state[k].shape)}, "
-                              f"the cue encoder expects {tuple(own[k].shape)} ({len(wrong)} mismatched tensors)")
+    check_keys(own, state, path, "SGAFusion cue (for this configuration)", required)
     cue.load_state_dict(state, strict=False)
     return cue
 

@@ -11,7 +11,7 @@ from losses.contrast import contrast_loss
 from losses.cosine import cosine_distill_loss
 from losses.fusion import cal_loss, teacher_base_loss
 from losses.gradient import gradient_loss
-from losses.totals import NonFiniteLossError, check_finite, student_loss, teacher_loss
+from losses.totals import NonFiniteLossError, SegmentPrior, check_finite, student_loss, teacher_loss
 from losses.weights import LossWeights
 from tests.losses.tiny_extractor import TinyExtractor
 
@@ -64,7 +64,7 @@ def test_cal_is_the_weighted_sum_of_independent_terms():
 def test_student_loss_adds_cosine_and_detaches_the_teacher():
     ext = TinyExtractor()
     y, ir, f_s, f_t, vm, im, taps_s, taps_t = setup(1)
-    total, terms = student_loss(f_s, taps_s, y, ir, f_t, taps_t, vm, im, ext)
+    total, terms = student_loss(f_s, taps_s, y, ir, f_t, taps_t, SegmentPrior(vm, im, ext))
     cal, _ = cal_loss(f_s, y, ir, f_t, vm, im, ext)
     cos = cosine_distill_loss(taps_s, taps_t)
     torch.testing.assert_close(total, cal + 0.3 * cos)
@@ -77,21 +77,21 @@ def test_student_loss_adds_cosine_and_detaches_the_teacher():
 
 def test_student_loss_without_teacher_and_custom_weights():
     y, ir, f_s, _, _, _, taps_s, _ = setup(2)
-    total, terms = student_loss(f_s, taps_s, y, ir, None, None, None, None, None)
+    total, terms = student_loss(f_s, taps_s, y, ir)
     expected = 3 * (3 * F.mse_loss(f_s, y) + 2 * F.mse_loss(f_s, ir)) + 3 * 9 * gradient_loss(f_s, y, ir)
     torch.testing.assert_close(total, expected)
     assert "cos" not in terms and "contrast" not in terms
     w = dataclasses.replace(LossWeights(), fuse_y=0.0, w_grad=0.0)
-    total_w, _ = student_loss(f_s, taps_s, y, ir, None, None, None, None, None, weights=w)
+    total_w, _ = student_loss(f_s, taps_s, y, ir, weights=w)
     torch.testing.assert_close(total_w, 3 * 2 * F.mse_loss(f_s, ir))
 
 
 def test_student_loss_needs_an_extractor_for_the_triplet_term():
     y, ir, f_s, f_t, vm, im, taps_s, taps_t = setup(3)
     with pytest.raises(ValueError, match="w_contrast"):
-        student_loss(f_s, taps_s, y, ir, f_t, taps_t, vm, im, None)
+        student_loss(f_s, taps_s, y, ir, f_t, taps_t, SegmentPrior(vm, im, None))
     no_cr = dataclasses.replace(LossWeights(), w_contrast=0.0)
-    total, terms = student_loss(f_s, taps_s, y, ir, f_t, taps_t, vm, im, None, weights=no_cr)
+    total, terms = student_loss(f_s, taps_s, y, ir, f_t, taps_t, SegmentPrior(vm, im, None), weights=no_cr)
     assert "contrast" not in terms and torch.isfinite(total)
 
 
@@ -103,7 +103,7 @@ def test_teacher_loss_base_and_mutual():
     assert set(terms) == {"mse_y", "mse_ir", "g_src", "base", "total"}
     torch.testing.assert_close(teacher_base_loss(f_t, y, ir)[0], base)
 
-    total, terms = teacher_loss(f_t, taps_t, y, ir, f_s, taps_s, vm, im, ext, mutual=True)
+    total, terms = teacher_loss(f_t, taps_t, y, ir, f_s, taps_s, SegmentPrior(vm, im, ext), mutual=True)
     cal, _ = cal_loss(f_t, y, ir, f_s, vm, im, ext)
     torch.testing.assert_close(total, base + 0.1 * cal + 0.01 * cosine_distill_loss(taps_t, taps_s))
     assert {"mutual_cal", "mutual_cos", "mutual_contrast", "base", "total"} <= set(terms)

@@ -1,12 +1,21 @@
-"""All 21 metrics on the 20 reference triples of ../shared/ivif_samples against METRICS.md Appendix C."""
+"""The 21 metrics against IVIF_ZOO's reference values (Appendix C of the shared METRICS.md).
+
+The goal is agreement to 1e-3 relative on any CPU; that is the bound used here. (On CPUs where torch
+fuses multiply-adds, i.e. x86-64 with AVX2 or AVX-512, and ARM, the measured worst case is 1.1e-4 for Qcb
+and 6e-7 for every other metric.) All 21 metrics are checked on the eight FULL_TRIPLES, the 14 cheap ones
+on all 20 triples; the values are computed once per session (tests/metrics/conftest.py).
+"""
 from __future__ import annotations
 
 import numpy as np
-import torch
+import pytest
 
-from metrics import METRIC_NAMES, compute_metrics
+from metrics import METRIC_NAMES
 from metrics.constants import SIGMOID_BITS_0_TO_16, SSIM_WINDOW_BITS, VIF_KERNEL_BITS, vif_kernel
-from metrics.imread import read_gray
+
+from .conftest import COSTLY_METRICS, FULL_TRIPLES
+
+RTOL = 1e-3  # the project's goal: IVIF_ZOO's values to 1e-3 relative
 
 
 def test_constants_are_the_spec_bits(spec_vif_kernels, spec_hex_column):
@@ -17,27 +26,21 @@ def test_constants_are_the_spec_bits(spec_vif_kernels, spec_hex_column):
     assert list(SSIM_WINDOW_BITS) == spec_hex_column("### A.2", "### A.3")
 
 
-def test_all_metrics_match_reference_values(shared_dir, reference_values):
-    """20 triples x 21 metrics within 1e-3 relative (measured: <= 1.1e-4 for Qcb, <= 6e-7 for the rest)."""
-    reference = reference_values
-    assert len(reference) == 20 and all(len(v) == 21 for v in reference.values())
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    failures, worst = [], {m: 0.0 for m in METRIC_NAMES}
-    try:
-        for triple, expected in reference.items():
-            dataset, name = triple.split("/")
-            root = shared_dir / "ivif_samples" / dataset
-            a, b, f = (read_gray(root / sub / name) for sub in ("Inf", "Vis", "Ours"))
-            got = compute_metrics(a, b, f)
-            for m in METRIC_NAMES:
-                rel = abs(got[m] - expected[m]) / abs(expected[m])
-                worst[m] = max(worst[m], rel)
-                if not rel <= 1e-3:
-                    failures.append(f"{triple} {m}: got {got[m]:.7g}, reference {expected[m]:.7g} (rel {rel:.1e})")
-    finally:
-        torch.set_num_threads(old)
-    assert not failures, "\n".join(failures)
-    # Tighter than the requirement where the float32 recipes are reproduced exactly.
-    assert max(v for m, v in worst.items() if m != "Qcb") < 5e-6, worst
-    assert worst["Qcb"] < 2e-4
+def test_reference_table_is_complete(reference_values):
+    assert len(reference_values) == 20 and all(set(v) == set(METRIC_NAMES) for v in reference_values.values())
+    assert set(FULL_TRIPLES) <= set(reference_values)
+
+
+@pytest.mark.parametrize("metric", METRIC_NAMES)
+def test_metric_matches_reference_values(metric, reference_values, computed_values):
+    checked, failures = 0, []
+    for triple, got in computed_values.items():
+        if metric not in got:
+            continue
+        expected = reference_values[triple][metric]
+        rel = abs(got[metric] - expected) / abs(expected)
+        checked += 1
+        if not rel <= RTOL:
+            failures.append(f"{triple}: got {got[metric]:.7g}, reference {expected:.7g} (rel {rel:.1e})")
+    assert checked == (len(FULL_TRIPLES) if metric in COSTLY_METRICS else 20)
+    assert not failures, f"{metric} beyond {RTOL:g} relative:\n" + "\n".join(failures)

@@ -121,7 +121,7 @@ def test_config_errors(cityscapes_dir, tmp_path):
         build_semantic_loss(cfg_for(cityscapes_dir, mapping=None), "cpu")
     with pytest.raises(SemanticConfigError, match="unknown"):
         build_semantic_loss(cfg_for(cityscapes_dir, backend="maskformer"), "cpu")
-    with pytest.raises(SemanticConfigError, match="X-Decoder is not part"):
+    with pytest.raises(ValueError, match="is a directory, not a converted X-Decoder file"):
         build_semantic_loss(cfg_for(cityscapes_dir, backend="xdecoder"), "cpu")
     with pytest.raises(SemanticConfigError, match="ignore_index 0 is a class index"):
         build_semantic_loss(cfg_for(cityscapes_dir, ignore_index=0), "cpu")
