@@ -25,11 +25,12 @@ from data.dataset import LABEL_DIR_NAMES, uniform_crop
 from data.degraded_pairs import DegradedPairSet, LabelledPairSet, read_rgb
 from data.imageio import ImageReadError, read_index_map, read_ir
 from data.pairs import IR_DIR_NAMES, VIS_DIR_NAMES, PairingError, find_subdir, list_images, pair_folders
+from data.seeded import EpochSeededSet
 
 IGNORE_INDEX = -100  # the segmentation loss's ignore index (losses/sgafusion.py)
 
 
-class SegPairSet(Dataset):
+class SegPairSet(EpochSeededSet):
     """Clean RGB/IR pairs with class-index maps: items {vi (3,H,W), ir (1,H,W), label (H,W) int64}.
 
     Args:
@@ -51,20 +52,13 @@ class SegPairSet(Dataset):
         label_dir = find_subdir(root, LABEL_DIR_NAMES, "label",
                                 hint="stage 2 (joint segmentation + fusion) needs class-index maps in Label/")
         labels = list_images(label_dir)
-        self.items: List[Tuple[str, Path, Path, Path]] = []
+        items: List[Tuple[str, Path, Path, Path]] = []
         for name, ir, vis in pairing.pairs:
             if name not in labels:
                 raise PairingError(f"{label_dir}: no label for pair '{name}'")
-            self.items.append((name, ir, vis, labels[name]))
+            items.append((name, ir, vis, labels[name]))
+        super().__init__(items, crop_size, seed, hflip)
         self.num_classes, self.ignore_label = int(num_classes), ignore_label
-        self.crop = (int(crop_size[0]), int(crop_size[1]))
-        self.seed, self.hflip, self.epoch = int(seed), float(hflip), 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.items)
 
     def _label(self, path: Path) -> np.ndarray:
         label = read_index_map(path)
@@ -77,7 +71,7 @@ class SegPairSet(Dataset):
 
     def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
         name, ir_path, vis_path, label_path = self.items[index]
-        rng = np.random.default_rng((self.seed, self.epoch, index))
+        rng = self.rng(index)
         ir, vis, label = read_ir(ir_path), read_rgb(vis_path), self._label(label_path)
         h, w = ir.shape
         for arr, path in ((vis, vis_path), (label, label_path)):
