@@ -22,6 +22,7 @@ from typing import Iterable, Iterator, List, Mapping, Sequence
 import torch
 import torch.nn as nn
 
+from .fixture_io import fixture_json, load_tensors
 from .report import Comparison, compare
 
 FILES = ("teacher.pt", "student.pt", "schedule.json")
@@ -38,21 +39,13 @@ SCHEDULE_RTOL = 1e-12
 
 def recognise(folder: Path) -> bool:
     """True when `folder` holds the three files and schedule.json declares the sage-release format."""
-    folder = Path(folder)
-    if not all((folder / f).is_file() for f in FILES):
-        return False
-    try:
-        fmt = json.loads((folder / "schedule.json").read_text()).get("format", "")
-    except (OSError, ValueError, AttributeError):
-        return False
+    meta = fixture_json(folder, FILES, "schedule.json")
+    fmt = meta.get("format", "") if isinstance(meta, dict) else ""
     return isinstance(fmt, str) and fmt.startswith(FORMAT_PREFIX)
 
 
 def load(folder: Path, name: str) -> dict:
-    path = Path(folder) / name
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing from the sage_release fixture")
-    return torch.load(str(path), map_location="cpu", weights_only=True)
+    return load_tensors(Path(folder) / name, "sage_release")
 
 
 def check(folder: Path) -> Iterable[Comparison]:
