@@ -1,6 +1,7 @@
 """Finding IR/VIS folders and pairing their files by base name."""
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,14 @@ def find_subdir(root: str | os.PathLike, names: Tuple[str, ...], what: str, hint
     # do come first, next to the folder's name.
     raise PairingError(f"{root} ({found}{'; ' + hint if hint else ''}): "
                        f"no {what} folder (looked for {', '.join(names)})")
+
+
+def add_pair_dir_arguments(parser: argparse.ArgumentParser,
+                           img_help: str = "folder holding Ir/ (Inf, ir, IR) and Vis/ (Vi, vi, VIS)") -> None:
+    """Add --img_dir (help `img_help`), --ir_dir and --vis_dir, the flags `resolve_dirs` takes."""
+    parser.add_argument("--img_dir", help=img_help)
+    parser.add_argument("--ir_dir", help="infrared folder (instead of --img_dir)")
+    parser.add_argument("--vis_dir", help="visible folder (instead of --img_dir)")
 
 
 def resolve_dirs(img_dir: Optional[str] = None, ir_dir: Optional[str] = None,
