@@ -34,7 +34,7 @@ from tqdm import tqdm
 from data.colour import fused_to_bgr8, ycrcb_to_rgb, to_uint8
 from data.fusion_pairs import PairDataset, PairError, load_pair, same_size_groups
 from data.imageio import ImageReadError, read_raw, write_image_atomic
-from data.pairs import PairingError, pair_folders, resolve_dirs
+from data.pairs import PairingError, add_pair_dir_arguments, pair_folders, resolve_dirs
 from models.checkpoint import CheckpointError, load_student
 from models.engines import ENGINE_NAMES, EngineError, build_engine
 from utils.errors import first_line
@@ -42,7 +42,7 @@ from utils.memory import keep_freed_memory
 from models.inference import fuse_image
 from utils import distributed
 from utils.atomic import atomic_path
-from utils.config import ConfigError, apply_flags, check_config, compose_config, load_config
+from utils.config import ConfigError, add_config_arguments, config_from_args, load_config
 from utils.device import DeviceError, pick_device
 
 ROOT = Path(__file__).resolve().parent
@@ -57,16 +57,11 @@ COLOUR_ROWS = 1024  # colour restoration of huge outputs runs in strips of this 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", action="append", default=[], metavar="FILE",
-                   help="YAML file merged over configs/test.yaml (repeatable: later files win); a partial file is fine")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key after the --config files, e.g. --set workers=0")
+    add_config_arguments(p, "configs/test.yaml", "workers=0", note="; a partial file is fine")
     p.add_argument("--method", choices=METHODS, help="fusion method: sage (default) or sgafusion")
     p.add_argument("--checkpoint", help="sage: student weights (.pt): the release's checkpoints.pt, a train.py epoch file "
                                         "or last.pt; sgafusion: a train.py sgafusion/epoch_N.pt or exported file")
-    p.add_argument("--img_dir", help="folder holding Ir/ (Inf, ir, IR) and Vis/ (Vi, vi, VIS)")
-    p.add_argument("--ir_dir", help="infrared folder (instead of --img_dir)")
-    p.add_argument("--vis_dir", help="visible folder (instead of --img_dir)")
+    add_pair_dir_arguments(p)
     p.add_argument("--save_path", help="output folder")
     p.add_argument("--device", help="auto | cpu | cuda (default auto: CUDA when present)")
     p.add_argument("--grid", action="store_true", default=None, help="also write IR | VIS | fused images to <save_path>/grid/")
@@ -95,14 +90,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> dict:
     """configs/test.yaml, the --config files merged over it in order, --set items, then flags; checked strictly."""
-    reference = load_config(DEFAULTS)
-    cfg = compose_config(reference, args.config, args.set, reference=reference)
-    cfg = check_config(apply_flags(cfg, vars(args), {f: f for f in FLAGS}), reference)
+    cfg = config_from_args(args, DEFAULTS, {f: f for f in FLAGS})
     if cfg.get("naming") not in NAMINGS:
         raise ConfigError(f"config key 'naming' expects one of {', '.join(NAMINGS)}, got {cfg.get('naming')!r}")
     if cfg.get("method") not in METHODS:
         raise ConfigError(f"config key 'method' expects one of {', '.join(METHODS)}, got {cfg.get('method')!r}")
-    if cfg["method"] == "sgafusion" and cfg["checkpoint"] == reference["checkpoint"]:
+    if cfg["method"] == "sgafusion" and cfg["checkpoint"] == load_config(DEFAULTS)["checkpoint"]:
         cfg["checkpoint"] = cfg["sgafusion"]["checkpoint"]  # the SAGE default means: this method's default
     return cfg
 

@@ -22,6 +22,7 @@ from typing import Iterable, Iterator, List, Mapping, Sequence
 import torch
 import torch.nn as nn
 
+from .fixture_io import fixture_json, load_tensors
 from .report import Comparison, compare
 
 FILES = ("teacher.pt", "student.pt", "schedule.json")
@@ -38,21 +39,13 @@ SCHEDULE_RTOL = 1e-12
 
 def recognise(folder: Path) -> bool:
     """True when `folder` holds the three files and schedule.json declares the sage-release format."""
-    folder = Path(folder)
-    if not all((folder / f).is_file() for f in FILES):
-        return False
-    try:
-        fmt = json.loads((folder / "schedule.json").read_text()).get("format", "")
-    except (OSError, ValueError, AttributeError):
-        return False
+    meta = fixture_json(folder, FILES, "schedule.json")
+    fmt = meta.get("format", "") if isinstance(meta, dict) else ""
     return isinstance(fmt, str) and fmt.startswith(FORMAT_PREFIX)
 
 
 def load(folder: Path, name: str) -> dict:
-    path = Path(folder) / name
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing from the sage_release fixture")
-    return torch.load(str(path), map_location="cpu", weights_only=True)
+    return load_tensors(Path(folder) / name, "sage_release")
 
 
 def check(folder: Path) -> Iterable[Comparison]:
@@ -75,6 +68,18 @@ def _float(x) -> float:
 
 def loss_line(name: str, ours, ref) -> Comparison:
     return compare(name, _float(ours), _float(ref), atol=0.0, rtol=LOSS_RTOL)
+
+
+# (our term, the fixture's name) of the loss terms a network learns from the other network
+DISTILL_TERMS = (("fuse", "fuse"), ("grad", "grad"), ("cr_vis", "DH[0]"), ("cr_ir", "DH[1]"),
+                 ("contrast", "contrast"), ("cal", "cal_total"), ("cos", "cosine"))
+
+
+def distill_lines(prefix: str, terms: Mapping[str, torch.Tensor], ref: Mapping) -> Iterator[Comparison]:
+    """fuse, grad, DH[0], DH[1], contrast, cal_total and cosine of one loss (`terms` keyed as DISTILL_TERMS)."""
+    for ours_key, ref_key in DISTILL_TERMS:
+        theirs = ref["DH"][int(ref_key[3])] if ref_key.startswith("DH[") else ref[ref_key]
+        yield loss_line(f"{prefix}.{ref_key}", terms[ours_key], theirs)
 
 
 def output_lines(prefix: str, fused: torch.Tensor, taps: Sequence[torch.Tensor], ref: Mapping) -> Iterator[Comparison]:
@@ -247,13 +252,7 @@ def check_student(fx: Mapping, teacher_fx: Mapping) -> Iterator[Comparison]:
     parts = {"mse_y": "mse_y", "mse_ir": "mse_ir", "mse_ref": "mse_ref", "g_src": "grad_y_ir", "g_ref": "grad_ref"}
     for ours_key, ref_key in parts.items():
         yield loss_line(f"student.loss.parts.{ref_key}", terms[ours_key], lref["parts"][ref_key])
-    yield loss_line("student.loss.fuse", terms["fuse"], lref["fuse"])
-    yield loss_line("student.loss.grad", terms["grad"], lref["grad"])
-    for i, (ours, theirs) in enumerate(zip((terms["cr_vis"], terms["cr_ir"]), lref["DH"])):
-        yield loss_line(f"student.loss.DH[{i}]", ours, theirs)
-    yield loss_line("student.loss.contrast", terms["contrast"], lref["contrast"])
-    yield loss_line("student.loss.cal_total", terms["cal"], lref["cal_total"])
-    yield loss_line("student.loss.cosine", terms["cos"], lref["cosine"])
+    yield from distill_lines("student.loss", terms, lref)
     yield loss_line("student.loss.middle", w.w_cos * terms["cos"], lref["middle"])
     yield loss_line("student.loss.total", total, lref["total"])
     skipped = [f"{k} vi_mask is zero" for k in range(vm.shape[1]) if k not in nonempty_channels(vm)]
@@ -287,13 +286,8 @@ def check_student(fx: Mapping, teacher_fx: Mapping) -> Iterator[Comparison]:
     s_train = fx["outputs"]["train"]
     t_total, t_terms = teacher_loss(ref, taps_t, y, ir, ref_s=s_train["fused"], taps_s=list(s_train["taps"]),
                                     prior=SegmentPrior(vm, im, extractor, "image"), mutual=True, weights=w)
-    yield loss_line("teacher_mutual.fuse", t_terms["mutual_fuse"], mref["fuse"])
-    yield loss_line("teacher_mutual.grad", t_terms["mutual_grad"], mref["grad"])
-    for i, (ours, theirs) in enumerate(zip((t_terms["mutual_cr_vis"], t_terms["mutual_cr_ir"]), mref["DH"])):
-        yield loss_line(f"teacher_mutual.DH[{i}]", ours, theirs)
-    yield loss_line("teacher_mutual.contrast", t_terms["mutual_contrast"], mref["contrast"])
-    yield loss_line("teacher_mutual.cal_total", t_terms["mutual_cal"], mref["cal_total"])
-    yield loss_line("teacher_mutual.cosine", t_terms["mutual_cos"], mref["cosine"])
+    yield from distill_lines("teacher_mutual", {k[len("mutual_"):]: v for k, v in t_terms.items()
+                                                if k.startswith("mutual_")}, mref)
     yield loss_line("teacher_mutual.student_term", w.mutual * t_terms["mutual_cal"] + w.mutual_cos * t_terms["mutual_cos"],
                     mref["student_term"])
     yield loss_line("teacher_mutual.teacher_total_without_semantic", t_total, mref["teacher_total_without_semantic"])

@@ -21,6 +21,7 @@ from models.sgafusion.inference import to_uint8_release
 from models.sgafusion.network import SGAFusionNet
 from training.sgafusion_schedule import lr_schedule
 
+from .fixture_io import fixture_json, load_tensors
 from .report import Comparison, compare
 
 FILES = ("net.pt", "classifier.pt", "loss.pt", "schedule.json")
@@ -30,18 +31,14 @@ UINT8_MAX_FRACTION = 1e-3  # at most 0.1% of 8-bit values may be off, by at most
 
 
 def recognise(folder: Path) -> bool:
-    folder = Path(folder)
-    if not all((folder / f).is_file() for f in FILES):
-        return False
-    try:
-        meta = json.loads((folder / "schedule.json").read_text())
-    except (OSError, ValueError):
+    meta = fixture_json(folder, FILES, "schedule.json")
+    if not isinstance(meta, dict):
         return False
     return "SGAFusion" in str(meta.get("provenance", {}).get("repo", "")) and "stages" in meta
 
 
 def _load(path: Path) -> dict:
-    return torch.load(str(path), map_location="cpu", weights_only=True)
+    return load_tensors(path, "sgafusion_release")
 
 
 def _maps(prefix: str, ref, ours: Dict[str, torch.Tensor], key: str, rows, cols) -> Iterator[Comparison]:

@@ -13,26 +13,16 @@ from typing import Iterable, List
 import torch
 import torch.nn.functional as F
 
+from .fixture_io import fixture_json, load_tensors
 from .report import Comparison, compare
 
 # max-abs tolerances for float32 (the fixture README's suggestions, about 10x the observed noise)
-TOL_EMB = 2e-6
-TOL_FEAT = 1e-4
-TOL_LOGITS = 2e-4
-TOL_MASKS = 2e-4
-TOL_SEM = 3e-5
-TOL_LOSS = 2e-6
+ATOL = dict(emb=2e-6, feat=1e-4, logits=2e-4, masks=2e-4, sem=3e-5, loss=2e-6)
 RTOL_GRAD = 1e-4  # relative to max |grad| (5e-9 absolute on the tiny fixture)
 
 
 def recognise(folder: Path) -> bool:
-    folder = Path(folder)
-    if not all((folder / n).is_file() for n in ("config.json", "model.pt", "io.pt")):
-        return False
-    try:
-        data = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
+    data = fixture_json(folder, ("config.json", "model.pt", "io.pt"), "config.json")
     return isinstance(data, dict) and "hyperparameters" in data and "tiny_overrides" in data
 
 
@@ -51,10 +41,10 @@ def build(folder: Path):
     folder = Path(folder)
     cfg = XDecoderConfig.from_fixture_config(json.loads((folder / "config.json").read_text()))
     model = XDecoder(cfg).eval()
-    blob = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+    blob = load_tensors(folder / "model.pt", "xdecoder_tiny")
     load_state_dict_strict(model, blob["state_dict"], str(folder / "model.pt"))
     model.requires_grad_(False)
-    io = torch.load(folder / "io.pt", map_location="cpu", weights_only=True)
+    io = load_tensors(folder / "io.pt", "xdecoder_tiny")
     return model, io
 
 
@@ -71,8 +61,8 @@ def check(folder: Path) -> Iterable[Comparison]:
     out.append(compare("attention_mask", mask, io["attention_mask"]))
     out.append(compare("eos_index", ids.argmax(-1), io["eos_index"]))
     prompt_emb, text_emb = model.language.class_embeddings(ids)
-    out.append(compare("prompt_embeddings", prompt_emb, io["prompt_embeddings"], atol=TOL_EMB))
-    out.append(compare("text_embeddings", text_emb, io["text_embeddings"], atol=TOL_EMB))
+    out.append(compare("prompt_embeddings", prompt_emb, io["prompt_embeddings"], atol=ATOL["emb"]))
+    out.append(compare("text_embeddings", text_emb, io["text_embeddings"], atol=ATOL["emb"]))
     model.set_text_embeddings(text_emb)
     keep = io["num_classes_out"] == len(io["class_names"])
 
@@ -82,29 +72,29 @@ def check(folder: Path) -> Iterable[Comparison]:
     out.append(compare("normalized_padded_image", taps["normalized_padded_image"], io["normalized_padded_image"],
                        atol=1e-5))
     for k in sorted(io["backbone"]):
-        out.append(compare(f"backbone.{k}", taps["backbone"][k], io["backbone"][k], atol=TOL_FEAT))
+        out.append(compare(f"backbone.{k}", taps["backbone"][k], io["backbone"][k], atol=ATOL["feat"]))
     out.append(compare("transformer_encoder_features", taps["transformer_encoder_features"],
-                       io["transformer_encoder_features"], atol=TOL_FEAT))
+                       io["transformer_encoder_features"], atol=ATOL["feat"]))
     for i, ref in enumerate(io["multi_scale_features"]):
-        out.append(compare(f"multi_scale_features[{i}]", taps["multi_scale_features"][i], ref, atol=TOL_FEAT))
-    out.append(compare("mask_features", taps["mask_features"], io["mask_features"], atol=TOL_FEAT))
+        out.append(compare(f"multi_scale_features[{i}]", taps["multi_scale_features"][i], ref, atol=ATOL["feat"]))
+    out.append(compare("mask_features", taps["mask_features"], io["mask_features"], atol=ATOL["feat"]))
     for i, ref in enumerate(io["pred_logits"]):
-        out.append(compare(f"pred_logits[{i}]", taps["pred_logits"][i], ref, atol=TOL_LOGITS))
+        out.append(compare(f"pred_logits[{i}]", taps["pred_logits"][i], ref, atol=ATOL["logits"]))
     for i, ref in enumerate(io["pred_masks"]):
-        out.append(compare(f"pred_masks[{i}]", taps["pred_masks"][i], ref, atol=TOL_MASKS))
+        out.append(compare(f"pred_masks[{i}]", taps["pred_masks"][i], ref, atol=ATOL["masks"]))
     for i, ref in enumerate(io["attn_masks"]):
         out.append(compare(f"attn_masks[{i}]", taps["attn_masks"][i][0].float(), ref.float()))
     out.append(_exact("attn_mask_reset_rows", [r[0] for r in taps["attn_mask_reset_rows"]],
                       [list(r) for r in io["attn_mask_reset_rows"]]))
     for i, ref in enumerate(io["query_states"]):
-        out.append(compare(f"query_states[{i}]", taps["query_states"][i], ref, atol=TOL_FEAT))
+        out.append(compare(f"query_states[{i}]", taps["query_states"][i], ref, atol=ATOL["feat"]))
     out.append(compare("mask_pred_upsampled", taps["mask_pred_upsampled"], io["mask_pred_upsampled"],
-                       atol=TOL_MASKS))
-    out.append(compare("sem_seg", sem[0], io["sem_seg"], atol=TOL_SEM))
+                       atol=ATOL["masks"]))
+    out.append(compare("sem_seg", sem[0], io["sem_seg"], atol=ATOL["sem"]))
     label = io["label"]
     loss = F.cross_entropy(F.interpolate(sem, size=label.shape[-2:], mode="bilinear", align_corners=False),
                            label[None])
-    out.append(compare("loss", loss, io["loss"], atol=TOL_LOSS))
+    out.append(compare("loss", loss, io["loss"], atol=ATOL["loss"]))
     loss.backward()
     out.append(compare("grad_image", image.grad, io["grad_image"], rtol=RTOL_GRAD))
 
@@ -115,9 +105,9 @@ def check(folder: Path) -> Iterable[Comparison]:
             sem = model.sem_seg(extra["image"], (extra["height"], extra["width"]), keep_last=keep, taps=taps)
         out.append(compare("extra.normalized_padded_image", taps["normalized_padded_image"],
                            extra["normalized_padded_image"], atol=1e-5))
-        out.append(compare("extra.pred_logits", taps["pred_logits"][-1], extra["pred_logits"], atol=TOL_LOGITS))
-        out.append(compare("extra.pred_masks", taps["pred_masks"][-1], extra["pred_masks"], atol=TOL_MASKS))
+        out.append(compare("extra.pred_logits", taps["pred_logits"][-1], extra["pred_logits"], atol=ATOL["logits"]))
+        out.append(compare("extra.pred_masks", taps["pred_masks"][-1], extra["pred_masks"], atol=ATOL["masks"]))
         out.append(_exact("extra.attn_mask_reset_rows", [r[0] for r in taps["attn_mask_reset_rows"]],
                           [list(r) for r in extra["attn_mask_reset_rows"]]))
-        out.append(compare("extra.sem_seg", sem[0], extra["sem_seg"], atol=TOL_SEM))
+        out.append(compare("extra.sem_seg", sem[0], extra["sem_seg"], atol=ATOL["sem"]))
     return out

@@ -17,20 +17,9 @@ import numpy as np
 import torch
 
 from .degradation import DEFAULT_CLASSES, DegradationError, degrade_pair, parse_kinds
-from .imageio import ImageReadError, read_ir, read_raw
+from .imageio import ImageReadError, read_ir, read_raw, read_rgb
 from .pairs import IR_DIR_NAMES, VIS_DIR_NAMES, PairingError, find_subdir, pair_folders
 from .seeded import EpochSeededSet
-
-
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Visible image as float32 (H, W, 3) RGB in [0, 1] (8- or 16-bit; a grey file gives three equal channels)."""
-    img = read_raw(path)
-    scale = float(np.iinfo(img.dtype).max)
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    else:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return img.astype(np.float32) / scale
 
 
 def read_pair_float(ir_path: str | os.PathLike, vis_path: str | os.PathLike
@@ -103,19 +92,9 @@ class DegradedPairSet(EpochSeededSet):
         h, w = ir.shape
         if vis.shape[:2] != (h, w):
             raise ImageReadError(f"{vis_path}: size {vis.shape[1]}x{vis.shape[0]} differs from its IR image ({w}x{h})")
-        ch, cw = self.crop
-        if h < ch or w < cw:
-            raise ImageReadError(f"{ir_path}: image {w}x{h} is smaller than the crop {cw}x{ch}")
-        top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        flip = bool(rng.uniform() < self.hflip)
+        top, left, flip = self.draw_crop(rng, (h, w), ir_path)
         vis_d, ir_d = degrade_pair(vis, ir, kind, strength, seed=deg_seed)
-        out: Dict[str, torch.Tensor] = {}
-        for key, arr in (("vis", vis_d), ("ir", ir_d), ("vis_clean", vis), ("ir_clean", ir)):
-            arr = arr[top:top + ch, left:left + cw]
-            arr = arr.transpose(2, 0, 1) if arr.ndim == 3 else arr[None]
-            if flip:
-                arr = arr[:, :, ::-1]
-            out[key] = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        out = self.cut({"vis": vis_d, "ir": ir_d, "vis_clean": vis, "ir_clean": ir}, top, left, flip)
         out["label"] = torch.tensor(label, dtype=torch.int64)
         out["strength"] = torch.tensor(strength, dtype=torch.float32)
         out["index"] = torch.tensor(index)
@@ -184,18 +163,8 @@ class LabelledPairSet(EpochSeededSet):
             if planes[key].shape[:2] != (h, w):
                 raise ImageReadError(f"{path}: size {planes[key].shape[1]}x{planes[key].shape[0]} differs from "
                                      f"{ir_p.name} ({w}x{h})")
-        ch, cw = self.crop
-        if h < ch or w < cw:
-            raise ImageReadError(f"{ir_p}: image {w}x{h} is smaller than the crop {cw}x{ch}")
-        top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-        flip = bool(rng.uniform() < self.hflip)
-        out: Dict[str, torch.Tensor] = {}
-        for key, arr in planes.items():
-            arr = arr[top:top + ch, left:left + cw]
-            arr = arr.transpose(2, 0, 1) if arr.ndim == 3 else arr[None]
-            if flip:
-                arr = arr[:, :, ::-1]
-            out[key] = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        top, left, flip = self.draw_crop(rng, (h, w), ir_p)
+        out = self.cut(planes, top, left, flip)
         out["label"] = torch.tensor(label, dtype=torch.int64)
         out["strength"] = torch.tensor(strength, dtype=torch.float32)
         out["index"] = torch.tensor(index)

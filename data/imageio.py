@@ -66,6 +66,16 @@ def read_ir(path: str | os.PathLike) -> np.ndarray:
     return _to_unit_float(img)
 
 
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Visible image as float32 (H, W, 3) RGB in [0, 1] (8- or 16-bit; a grey file gives three equal channels)."""
+    img = read_raw(path)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    else:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return _to_unit_float(img)
+
+
 def read_vis(path: str | os.PathLike) -> Tuple[np.ndarray, bool]:
     """VIS image as float32 (3, H, W) YCrCb in [0, 1] (channel 0 = Y, 1 = Cr, 2 = Cb), and whether it is colour.
 

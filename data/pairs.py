@@ -1,10 +1,11 @@
 """Finding IR/VIS folders and pairing their files by base name."""
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .imageio import IMAGE_EXTENSIONS
 
@@ -38,6 +39,14 @@ def find_subdir(root: str | os.PathLike, names: Tuple[str, ...], what: str, hint
                        f"no {what} folder (looked for {', '.join(names)})")
 
 
+def add_pair_dir_arguments(parser: argparse.ArgumentParser,
+                           img_help: str = "folder holding Ir/ (Inf, ir, IR) and Vis/ (Vi, vi, VIS)") -> None:
+    """Add --img_dir (help `img_help`), --ir_dir and --vis_dir, the flags `resolve_dirs` takes."""
+    parser.add_argument("--img_dir", help=img_help)
+    parser.add_argument("--ir_dir", help="infrared folder (instead of --img_dir)")
+    parser.add_argument("--vis_dir", help="visible folder (instead of --img_dir)")
+
+
 def resolve_dirs(img_dir: Optional[str] = None, ir_dir: Optional[str] = None,
                  vis_dir: Optional[str] = None) -> Tuple[Path, Path]:
     """IR and VIS folders from either `img_dir` (holding Ir/Vis or their aliases) or explicit paths."""
@@ -55,12 +64,14 @@ def resolve_dirs(img_dir: Optional[str] = None, ir_dir: Optional[str] = None,
     return ir, vis
 
 
-def _scan_images(folder: str | os.PathLike) -> Tuple[Dict[str, Path], List[Path]]:
-    """(base name -> file, files shadowed by an earlier file of the same base name)."""
+def scan_files(folder: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS
+               ) -> Tuple[Dict[str, Path], List[Path]]:
+    """(base name -> file, files shadowed by an earlier file of the same base name) for the files of `folder`
+    whose extension (lower-cased) is in `extensions`; hidden files are skipped, sorted order decides."""
     out: Dict[str, Path] = {}
     shadowed: List[Path] = []
     for p in sorted(Path(folder).iterdir()):
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."):
+        if p.is_file() and p.suffix.lower() in extensions and not p.name.startswith("."):
             if p.stem in out:
                 shadowed.append(p)
             else:
@@ -73,7 +84,7 @@ def list_images(folder: str | os.PathLike) -> Dict[str, Path]:
 
     When two files share a base name (a.png and a.jpg) the first in sorted order wins.
     """
-    return _scan_images(folder)[0]
+    return scan_files(folder)[0]
 
 
 @dataclass
@@ -103,7 +114,7 @@ class Pairing:
 
 def pair_folders(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike) -> Pairing:
     """Pair files of two folders by base name, across png/jpg/jpeg/bmp/tif/tiff."""
-    (ir, ir_dup), (vis, vis_dup) = _scan_images(ir_dir), _scan_images(vis_dir)
+    (ir, ir_dup), (vis, vis_dup) = scan_files(ir_dir), scan_files(vis_dir)
     result = Pairing(duplicates=ir_dup + vis_dup, ir_count=len(ir) + len(ir_dup), vis_count=len(vis) + len(vis_dup))
     for name in sorted(set(ir) | set(vis)):
         if name in ir and name in vis:

@@ -96,6 +96,19 @@ def read_state_dict(path: str | os.PathLike, keys: Iterable[str] = WRAPPER_KEYS,
     return strip_prefix(obj)
 
 
+def key_names(keys: Iterable[str], limit: int = 6) -> str:
+    """The first `limit` of `keys` in sorted order, comma-separated, with '(+N more)' for the rest."""
+    keys = sorted(keys)
+    return ", ".join(keys[:limit]) + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def key_mismatch(missing: Sequence[str], unexpected: Sequence[str], sep: str = ": ") -> str:
+    """'missing keys<sep>a, b; unexpected keys<sep>c' naming only the non-empty sides ('' when both are empty)."""
+    parts = [f"{what} keys{sep}{key_names(keys)}" for what, keys in (("missing", missing), ("unexpected", unexpected))
+             if keys]
+    return "; ".join(parts)
+
+
 def check_keys(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], path: str | os.PathLike,
                what: str, required: Optional[Sequence[str]] = None) -> None:
     """Raise CheckpointError unless `state` has every `required` key of `own` (default: all), no key that `own`

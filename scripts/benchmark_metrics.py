@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from data.pairs import PairingError, list_images, pair_folders, resolve_dirs  # noqa: E402
+from data.pairs import PairingError, add_pair_dir_arguments, list_images, pair_folders, resolve_dirs  # noqa: E402
 from metrics.imread import MetricImageError, read_gray  # noqa: E402
 from metrics.registry import MetricNameError, compute_metrics, parse_metric_list  # noqa: E402
 from utils.device import DeviceError, pick_device  # noqa: E402
@@ -42,9 +42,7 @@ IVIF_ZOO_SECONDS = 18.6
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--img_dir", help="folder with Ir/ and Vis/ (default: the reference folder's ivif_samples/*/{Inf,Vis})")
-    p.add_argument("--ir_dir", help="infrared folder (instead of --img_dir)")
-    p.add_argument("--vis_dir", help="visible folder (instead of --img_dir)")
+    add_pair_dir_arguments(p, "folder with Ir/ and Vis/ (default: the reference folder's ivif_samples/*/{Inf,Vis})")
     p.add_argument("--fused_dir", help="fused images for --img_dir (default: the sample 'Ours' folders)")
     p.add_argument("--synthetic", metavar="WxH", help="time random images of this size instead of files")
     p.add_argument("--pairs", type=int, default=4, help="number of triples to time (default 4)")

@@ -49,15 +49,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.degradation import DegradationError, degrade_pair, pair_seed, parse_kinds  # noqa: E402
 from data.degraded_pairs import read_pair_float  # noqa: E402
 from data.imageio import ImageReadError, write_image_atomic  # noqa: E402
-from data.pairs import PairingError, pair_folders, resolve_dirs  # noqa: E402
+from data.pairs import PairingError, add_pair_dir_arguments, pair_folders, resolve_dirs  # noqa: E402
 from metrics import HIGHER_IS_BETTER, MetricNameError, compute_metrics, parse_metric_list  # noqa: E402
 from metrics.evaluate import format_value, summarize  # noqa: E402
 from models.checkpoint import CheckpointError  # noqa: E402
 from models.engines import EngineError  # noqa: E402
 from models.fusers import FuserError, get_fuser  # noqa: E402
-from scripts.make_degraded import build_config, parse_strengths, strength_dir  # noqa: E402
+from scripts.make_degraded import CLEAN_PAIRS_HELP, build_config, parse_strengths, strength_dir  # noqa: E402
 from utils.atomic import atomic_path  # noqa: E402
-from utils.config import ConfigError  # noqa: E402
+from utils.config import ConfigError, add_config_arguments  # noqa: E402
 from utils.device import DeviceError, pick_device  # noqa: E402
 from utils.errors import first_line  # noqa: E402
 
@@ -67,13 +67,8 @@ OUTPUTS = ("results.csv", "summary.csv", "summary.md")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", action="append", default=[], metavar="FILE",
-                   help="YAML file merged over configs/degradation.yaml (repeatable: later files win)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key after the --config files, e.g. --set eval_degradation.sources=degraded")
-    p.add_argument("--img_dir", help="folder of clean pairs: Ir/ (Inf, ir, IR) and Vis/ (Vi, vi, VIS)")
-    p.add_argument("--ir_dir", help="infrared folder (instead of --img_dir)")
-    p.add_argument("--vis_dir", help="visible folder (instead of --img_dir)")
+    add_config_arguments(p, "configs/degradation.yaml", "eval_degradation.sources=degraded")
+    add_pair_dir_arguments(p, CLEAN_PAIRS_HELP)
     p.add_argument("--out", help="output folder")
     p.add_argument("--labels", help="score an already degraded set instead: a labels CSV (scripts/make_degraded.py's; "
                                     "clean_vis/clean_ir may be empty where no clean pair exists)")

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from data.pairs import PairingError, list_images, pair_folders, resolve_dirs  # noqa: E402
+from data.pairs import PairingError, add_pair_dir_arguments, list_images, pair_folders, resolve_dirs  # noqa: E402
 from metrics.evaluate import evaluate_folders, final_line, format_summary  # noqa: E402
 from metrics.registry import MetricNameError, parse_metric_list  # noqa: E402
 from metrics.report import comparison_markdown, plot_groups, write_comparison, write_report  # noqa: E402
@@ -29,9 +29,7 @@ from utils.device import DeviceError, pick_device  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--img_dir", help="folder holding Ir/ (Inf, ir, IR) and Vis/ (Vi, vi, VIS), as for test.py")
-    p.add_argument("--ir_dir", help="infrared folder (instead of --img_dir)")
-    p.add_argument("--vis_dir", help="visible folder (instead of --img_dir)")
+    add_pair_dir_arguments(p, "folder holding Ir/ (Inf, ir, IR) and Vis/ (Vi, vi, VIS), as for test.py")
     p.add_argument("--fused_dir", action="append", default=[], metavar="DIR",
                    help="folder of fused images; repeat to compare methods (named after the folder)")
     p.add_argument("--methods", nargs="+", default=[], metavar="NAME=DIR",

@@ -30,24 +30,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.degradation import DegradationError, degrade_pair, pair_seed, parse_kinds  # noqa: E402
 from data.degraded_pairs import read_pair_float  # noqa: E402
 from data.imageio import ImageReadError, write_image_atomic  # noqa: E402
-from data.pairs import PairingError, pair_folders, resolve_dirs  # noqa: E402
+from data.pairs import PairingError, add_pair_dir_arguments, pair_folders, resolve_dirs  # noqa: E402
 from utils.atomic import atomic_path  # noqa: E402
-from utils.config import ConfigError, apply_flags, check_config, compose_config, load_config  # noqa: E402
+from utils.config import ConfigError, add_config_arguments, config_from_args  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = ROOT / "configs" / "degradation.yaml"  # lists every key of both degradation scripts
+CLEAN_PAIRS_HELP = "folder of clean pairs: Ir/ (Inf, ir, IR) and Vis/ (Vi, vi, VIS)"
 COLUMNS = ["name", "kind", "label", "strength", "seed", "vis", "ir", "clean_vis", "clean_ir"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", action="append", default=[], metavar="FILE",
-                   help="YAML file merged over configs/degradation.yaml (repeatable: later files win)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key after the --config files, e.g. --set make_degraded.kinds=[haze]")
-    p.add_argument("--img_dir", help="folder of clean pairs: Ir/ (Inf, ir, IR) and Vis/ (Vi, vi, VIS)")
-    p.add_argument("--ir_dir", help="infrared folder (instead of --img_dir)")
-    p.add_argument("--vis_dir", help="visible folder (instead of --img_dir)")
+    add_config_arguments(p, "configs/degradation.yaml", "make_degraded.kinds=[haze]")
+    add_pair_dir_arguments(p, CLEAN_PAIRS_HELP)
     p.add_argument("--out", help="output folder")
     p.add_argument("--classes", help="comma-separated class list (the label is the index in it)")
     p.add_argument("--kinds", help="comma-separated degradations to write (default: every class)")
@@ -59,14 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace, section: str, flags: Sequence[str], list_flags: Sequence[str]) -> dict:
     """configs/degradation.yaml, the --config files over it, --set items, then the flags (`classes` and `seed`
     at the top level, the others in `section`); comma-separated list flags are split; checked strictly."""
-    reference = load_config(DEFAULTS)
-    cfg = compose_config(reference, args.config, args.set, reference=reference)
-    given = {}
-    for f in flags:
-        v = getattr(args, f, None)
-        given[f] = [x.strip() for x in v.split(",") if x.strip()] if f in list_flags and isinstance(v, str) else v
     mapping = {f: f if f in ("classes", "seed") else f"{section}.{f}" for f in flags}
-    return check_config(apply_flags(cfg, given, mapping), reference)
+    return config_from_args(args, DEFAULTS, mapping, list_flags)
 
 
 def parse_strengths(spec) -> List[float]:

@@ -36,6 +36,7 @@ from utils import distributed as dist_utils  # noqa: E402
 from utils.config import ConfigError, apply_flags, load_config  # noqa: E402
 from utils.device import DeviceError, pick_device  # noqa: E402
 from utils.interrupt import GracefulStop  # noqa: E402
+from models.checkpoint import load_checkpoint  # noqa: E402
 from utils.run_state import ResumeError, rng_state, save_atomic, set_rng_state  # noqa: E402
 from downstream.detection.dataset import (DetectionSet, checked_pairs, collate, pair_images_labels,  # noqa: E402
                                           validate_label_files)
@@ -82,12 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def load_resume_state(path: str) -> Dict[str, Any]:
     """A last.pt written by this script (weights_only=True), with a one-line error on a wrong file."""
     path = Path(path)
-    if not path.is_file():
-        raise ResumeError(f"{path}: no such file (give the last.pt of an earlier run)")
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ResumeError(f"{path}: not a readable training state ({str(exc).strip().splitlines()[0][:200]})") from None
+    state = load_checkpoint(path, missing="no such file (give the last.pt of an earlier run)", error=ResumeError)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ResumeError(f"{path}: not a last.pt of scripts/train_detector.py (no 'format: {STATE_FORMAT}' entry)")
     return state

@@ -8,7 +8,7 @@ The loss is returned unweighted; train.py multiplies it by semantic.weight (0.3)
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -28,6 +28,27 @@ def masked_cross_entropy(logits: torch.Tensor, label: torch.Tensor, ignore_index
     total = F.cross_entropy(logits.float(), label, ignore_index=ignore_index, reduction="sum")
     count = (label != ignore_index).sum().clamp_min(1)
     return total / count
+
+
+def judged_cross_entropy(logits_of: Callable[[torch.Tensor], torch.Tensor],
+                         targets_of: Callable[[torch.Tensor], torch.Tensor], fused_y: torch.Tensor,
+                         crcb: torch.Tensor, label: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """The semantic term of any judge: check shapes, colourise, judge, resize logits to the label, masked CE.
+
+    fused_y (B,1,H,W), crcb (B,2,H,W) = (Cr, Cb) in [0,1], label (B,h,w) int64 -> scalar loss.
+    `logits_of`: rgb (B,3,H,W) in [0,1] -> (B,T,h',w') logits; `targets_of`: label -> the (B,h,w) int64
+    targets to score (ignored pixels set to `ignore_index`).
+    """
+    if fused_y.dim() != 4 or fused_y.shape[1] != 1:
+        raise ValueError(f"semantic loss: fused_y must be (B, 1, H, W), got {tuple(fused_y.shape)}")
+    if crcb.shape != (fused_y.shape[0], 2, *fused_y.shape[2:]):
+        raise ValueError(f"semantic loss: crcb must be (B, 2, H, W) = {(fused_y.shape[0], 2, *fused_y.shape[2:])},"
+                         f" got {tuple(crcb.shape)}")
+    if label.dim() != 3 or label.shape[0] != fused_y.shape[0]:
+        raise ValueError(f"semantic loss: label must be (B, H, W) with B={fused_y.shape[0]}, got {tuple(label.shape)}")
+    logits = F.interpolate(logits_of(colourise(fused_y, crcb)), size=label.shape[-2:], mode="bilinear",
+                           align_corners=False)
+    return masked_cross_entropy(logits, targets_of(label), ignore_index)
 
 
 def labels_for_loss(label: torch.Tensor, num_classes: int, ignore_index: int, ignored: Sequence[int]) -> torch.Tensor:
@@ -62,18 +83,10 @@ class SemanticLoss(nn.Module):
 
     def forward(self, fused_y: torch.Tensor, crcb: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """fused_y (B,1,H,W), crcb (B,2,H,W) = (Cr, Cb) in [0,1], label (B,h,w) int64 -> scalar loss."""
-        if fused_y.dim() != 4 or fused_y.shape[1] != 1:
-            raise ValueError(f"semantic loss: fused_y must be (B, 1, H, W), got {tuple(fused_y.shape)}")
-        if crcb.shape != (fused_y.shape[0], 2, *fused_y.shape[2:]):
-            raise ValueError(f"semantic loss: crcb must be (B, 2, H, W) = {(fused_y.shape[0], 2, *fused_y.shape[2:])},"
-                             f" got {tuple(crcb.shape)}")
-        if label.dim() != 3 or label.shape[0] != fused_y.shape[0]:
-            raise ValueError(f"semantic loss: label must be (B, H, W) with B={fused_y.shape[0]}, got {tuple(label.shape)}")
-        rgb = colourise(fused_y, crcb)
-        logits = self.judge.logits(rgb)
-        logits = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=False)
-        target = labels_for_loss(label.long(), self.num_classes, self.ignore_index, self.ignored)
-        return masked_cross_entropy(logits, target, self.ignore_index)
+        return judged_cross_entropy(
+            self.judge.logits, lambda label: labels_for_loss(label.long(), self.num_classes, self.ignore_index,
+                                                             self.ignored),
+            fused_y, crcb, label, self.ignore_index)
 
     def train(self, mode: bool = True) -> "SemanticLoss":
         super().train(mode)

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.dataset import LABEL_DIR_NAMES, uniform_crop
-from data.degraded_pairs import DegradedPairSet, LabelledPairSet, read_rgb
-from data.imageio import ImageReadError, read_index_map, read_ir
+from data.dataset import LABEL_DIR_NAMES
+from data.degraded_pairs import DegradedPairSet, LabelledPairSet
+from data.imageio import ImageReadError, read_index_map, read_ir, read_rgb
 from data.pairs import IR_DIR_NAMES, VIS_DIR_NAMES, PairingError, find_subdir, list_images, pair_folders
 from data.seeded import EpochSeededSet
 
@@ -77,18 +77,11 @@ class SegPairSet(EpochSeededSet):
         for arr, path in ((vis, vis_path), (label, label_path)):
             if arr.shape[:2] != (h, w):
                 raise ImageReadError(f"{path}: size {arr.shape[1]}x{arr.shape[0]} differs from {ir_path.name} ({w}x{h})")
-        ch, cw = self.crop
-        if h < ch or w < cw:
-            raise ImageReadError(f"{ir_path}: image {w}x{h} is smaller than the crop {cw}x{ch} (lower data.crop_size)")
-        top, left = uniform_crop((h, w), self.crop, rng)
-        flip = bool(rng.uniform() < self.hflip)
-        window = (slice(top, top + ch), slice(left, left + cw))
-        vis, ir, label = vis[window].transpose(2, 0, 1), ir[window][None], label[window]
-        if flip:
-            vis, ir, label = vis[:, :, ::-1], ir[:, :, ::-1], label[:, ::-1]
-        return {"vi": torch.from_numpy(np.ascontiguousarray(vis, dtype=np.float32)),
-                "ir": torch.from_numpy(np.ascontiguousarray(ir, dtype=np.float32)),
-                "label": torch.from_numpy(np.ascontiguousarray(label, dtype=np.int64))}
+        top, left, flip = self.draw_crop(rng, (h, w), ir_path)
+        out = self.cut({"vi": vis, "ir": ir}, top, left, flip)
+        label = label[top:top + self.crop[0], left:left + self.crop[1]]
+        out["label"] = torch.from_numpy(np.ascontiguousarray(label[:, ::-1] if flip else label, dtype=np.int64))
+        return out
 
 
 class StageView(Dataset):

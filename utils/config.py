@@ -5,11 +5,12 @@ lists every key) and every value must have the reference value's type; see docs/
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
 
 import yaml
 
@@ -209,3 +210,29 @@ def compose_config(defaults: Dict[str, Any] | str | os.PathLike, files: Iterable
         cfg = merge(cfg, part)
     apply_overrides(cfg, overrides)
     return check_config(cfg, reference, where)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The command line of the config-driven scripts: --config FILE ... --set KEY=VALUE ... then flags.
+
+def add_config_arguments(parser: argparse.ArgumentParser, defaults: str, set_example: str, note: str = "") -> None:
+    """Add `--config FILE` (repeatable, merged over the `defaults` file named in the help) and `--set KEY=VALUE`
+    (repeatable, applied after the files; `set_example` is shown in the help); `note` ends the --config help."""
+    parser.add_argument("--config", action="append", default=[], metavar="FILE",
+                        help=f"YAML file merged over {defaults} (repeatable: later files win){note}")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override one config key after the --config files, e.g. --set {set_example}")
+
+
+def config_from_args(args: argparse.Namespace, defaults: str | os.PathLike, flags: Mapping[str, str],
+                     list_flags: Sequence[str] = ()) -> Dict[str, Any]:
+    """The `defaults` file (it lists every key), `args.config` files merged over it in order, the `args.set`
+    items, then each flag of `flags` (flag -> dotted key) that was given (not None); a string given to a flag of
+    `list_flags` is split at commas. Checked strictly against the defaults (ConfigError naming the key)."""
+    reference = load_config(defaults)
+    cfg = compose_config(reference, args.config, args.set, reference=reference)
+    given = {}
+    for f in flags:
+        v = getattr(args, f, None)
+        given[f] = [x.strip() for x in v.split(",") if x.strip()] if f in list_flags and isinstance(v, str) else v
+    return check_config(apply_flags(cfg, given, dict(flags)), reference)

@@ -12,7 +12,7 @@ from typing import Dict, Mapping
 import torch
 import torch.nn as nn
 
-from models.checkpoint import CheckpointError, read_state_dict  # the project's one reader and error type
+from models.checkpoint import CheckpointError, key_mismatch, key_names, read_state_dict  # the project's one reader and error type
 from utils.errors import first_line
 
 # in the checkpoint, but not run by the semantic-segmentation path (kept in the model for strict loading)
@@ -27,12 +27,6 @@ __all__ = ["CheckpointError", "UNUSED_KEYS", "is_text_key", "read_checkpoint", "
 
 def is_text_key(key: str) -> bool:
     return key.startswith(TEXT_PREFIXES)
-
-
-def _names(keys, limit: int = 6) -> str:
-    keys = sorted(keys)
-    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
 
 
 def read_checkpoint(path: str | Path) -> Dict[str, torch.Tensor]:
@@ -67,17 +61,12 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
     missing = [k for k in own if k not in state_dict and not (allow_missing_text and is_text_key(k))]
     unexpected = [k for k in state_dict if k not in own]
     if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {_names(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys {_names(unexpected)}")
-        raise CheckpointError(f"{source}: not this X-Decoder ({'; '.join(parts)})")
+        raise CheckpointError(f"{source}: not this X-Decoder ({key_mismatch(missing, unexpected, sep=' ')})")
     wrong = [f"{k} {tuple(v.shape)} (expected {tuple(own[k].shape)})" for k, v in state_dict.items()
              if tuple(v.shape) != tuple(own[k].shape)]
     if wrong:
-        raise CheckpointError(f"{source}: another X-Decoder variant or size: {_names(wrong, 3)}")
+        raise CheckpointError(f"{source}: another X-Decoder variant or size: {key_names(wrong, 3)}")
     result = model.load_state_dict(dict(state_dict), strict=False, assign=assign)
     left = [k for k in result.missing_keys if not (allow_missing_text and is_text_key(k))]
     if left or result.unexpected_keys:
-        raise CheckpointError(f"{source}: keys did not load: {_names(left + list(result.unexpected_keys))}")
+        raise CheckpointError(f"{source}: keys did not load: {key_names(left + list(result.unexpected_keys))}")

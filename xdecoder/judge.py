@@ -22,8 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from data.colour import colourise
-from semantic.semantic_loss import labels_for_loss, masked_cross_entropy
+from semantic.semantic_loss import judged_cross_entropy, labels_for_loss
 
 from .model import XDecoder
 
@@ -92,16 +91,7 @@ class XDecoderJudge(nn.Module):
 
     def forward(self, fused_y: torch.Tensor, crcb: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """fused_y (B,1,H,W), crcb (B,2,H,W) = (Cr, Cb) in [0,1], label (B,h,w) int64 -> scalar loss."""
-        if fused_y.dim() != 4 or fused_y.shape[1] != 1:
-            raise ValueError(f"semantic loss: fused_y must be (B, 1, H, W), got {tuple(fused_y.shape)}")
-        if crcb.shape != (fused_y.shape[0], 2, *fused_y.shape[2:]):
-            raise ValueError(f"semantic loss: crcb must be (B, 2, H, W) = {(fused_y.shape[0], 2, *fused_y.shape[2:])},"
-                             f" got {tuple(crcb.shape)}")
-        if label.dim() != 3 or label.shape[0] != fused_y.shape[0]:
-            raise ValueError(f"semantic loss: label must be (B, H, W) with B={fused_y.shape[0]}, got {tuple(label.shape)}")
-        rgb = colourise(fused_y, crcb)
-        logits = F.interpolate(self.logits(rgb), size=label.shape[-2:], mode="bilinear", align_corners=False)
-        return masked_cross_entropy(logits, self.targets(label), self.ignore_index)
+        return judged_cross_entropy(self.logits, self.targets, fused_y, crcb, label, self.ignore_index)
 
     @torch.no_grad()
     def predict(self, rgb: torch.Tensor) -> torch.Tensor:

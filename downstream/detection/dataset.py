@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from data.imageio import read_raw
-from data.pairs import PairingError, list_images
+from data.imageio import read_rgb
+from data.pairs import PairingError, list_images, scan_files
+from data.seeded import EpochSeededSet
 
 from .labels import LABEL_EXTENSIONS, Boxes, LabelError, read_labels, xml_image_size, read_yolo
 
@@ -42,15 +41,7 @@ class DetectionPairing:
 
 def list_label_files(folder: str | os.PathLike) -> Tuple[Dict[str, Path], List[Path]]:
     """(base name -> .txt/.xml file, files shadowed by an earlier file of the same base name)."""
-    out: Dict[str, Path] = {}
-    shadowed: List[Path] = []
-    for p in sorted(Path(folder).iterdir()):
-        if p.is_file() and p.suffix.lower() in LABEL_EXTENSIONS and not p.name.startswith("."):
-            if p.stem in out:
-                shadowed.append(p)
-            else:
-                out[p.stem] = p
-    return out, shadowed
+    return scan_files(folder, LABEL_EXTENSIONS)
 
 
 def pair_images_labels(image_dir: str | os.PathLike, label_dir: str | os.PathLike) -> DetectionPairing:
@@ -109,13 +100,7 @@ def validate_label_files(pairs: Sequence[Tuple[str, Path, Path]], class_names: S
 
 def read_rgb_image(path: str | os.PathLike) -> np.ndarray:
     """(3, H, W) float32 RGB in [0, 1] from any 8/16-bit gray or colour image file."""
-    img = read_raw(path)
-    scale = float(np.iinfo(img.dtype).max)
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    else:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(img.transpose(2, 0, 1)).astype(np.float32) / scale
+    return np.ascontiguousarray(read_rgb(path).transpose(2, 0, 1))
 
 
 def load_ground_truth(label_path: Path, class_names: Sequence[str], width: int, height: int,
@@ -129,7 +114,7 @@ def load_ground_truth(label_path: Path, class_names: Sequence[str], width: int, 
     return read_labels(label_path, class_names, width, height)
 
 
-class DetectionSet(Dataset):
+class DetectionSet(EpochSeededSet):
     """Image / box pairs as detector inputs.
 
     Args:
@@ -141,16 +126,9 @@ class DetectionSet(Dataset):
 
     def __init__(self, pairs: Sequence[Tuple[str, Path, Path]], class_names: Sequence[str], hflip: float = 0.0,
                  seed: int = 0):
-        self.pairs = list(pairs)
+        super().__init__(list(pairs), None, seed, hflip)  # whole images: no crop
+        self.pairs = self.items
         self.class_names = list(class_names)
-        self.hflip, self.seed = float(hflip), int(seed)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
 
     def load(self, index: int) -> Tuple[np.ndarray, Boxes]:
         """(image (3, H, W) float32, its ground truth in pixels)."""
@@ -163,7 +141,7 @@ class DetectionSet(Dataset):
         """(image tensor (3, H, W), {'boxes': (N, 4) float32 xyxy, 'labels': (N,) int64}, index)."""
         rgb, boxes = self.load(index)
         xyxy = boxes.xyxy.copy()
-        if self.hflip > 0 and np.random.default_rng((self.seed, self.epoch, index)).uniform() < self.hflip:
+        if self.hflip > 0 and self.rng(index).uniform() < self.hflip:
             w = rgb.shape[2]
             rgb = np.ascontiguousarray(rgb[:, :, ::-1])
             xyxy[:, [0, 2]] = w - xyxy[:, [2, 0]]

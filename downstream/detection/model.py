@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -20,6 +19,8 @@ from torch import nn
 from torchvision.models import detection as tvd
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.misc import FrozenBatchNorm2d
+
+from models.checkpoint import CheckpointError, key_mismatch, key_names, load_checkpoint as read_checkpoint_file
 
 CHECKPOINT_FORMAT = "sage-detector-v1"
 
@@ -42,7 +43,7 @@ CLASS_HEAD_KEYS = {
 }
 
 
-class WeightsError(ValueError):
+class WeightsError(CheckpointError):
     """A weights or checkpoint file that does not fit the detector; the message names the file and keys."""
 
 
@@ -140,22 +141,10 @@ def build_detector(arch: str, class_names: Sequence[str], min_size: int = 800, m
 # ----------------------------------------------------------------------------- weights files
 
 def _read_state(path: str | os.PathLike, what: str) -> Dict:
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{what} {path}: no such file")
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"{what} {path}: not a readable PyTorch weights file "
-                           f"({str(exc).strip().splitlines()[0][:200]})") from None
+    obj = read_checkpoint_file(path, missing=f"no such file (given as {what})", error=WeightsError)
     if not isinstance(obj, dict):
         raise WeightsError(f"{what} {path}: expected a state dict, found {type(obj).__name__}")
     return obj
-
-
-def _key_list(keys: Sequence[str]) -> str:
-    keys = sorted(keys)
-    return ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
 
 
 def _load_strict(module: nn.Module, state: Dict[str, torch.Tensor], path, allowed_mismatch: Sequence[str] = ()
@@ -166,12 +155,7 @@ def _load_strict(module: nn.Module, state: Dict[str, torch.Tensor], path, allowe
     missing = set(own) - set(state)
     unexpected = set(state) - set(own)
     if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_key_list(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_key_list(unexpected)}")
-        raise WeightsError(f"{path}: does not fit the detector ({'; '.join(parts)})")
+        raise WeightsError(f"{path}: does not fit the detector ({key_mismatch(list(missing), list(unexpected))})")
     replaced, bad = [], []
     for k, v in state.items():
         if not isinstance(v, torch.Tensor):
@@ -219,7 +203,7 @@ def load_pretrained(detector: Detector, path: str | os.PathLike, freeze_bn: bool
         detector.frozen_bn = freeze_batchnorm(net.backbone) > 0 or detector.frozen_bn
     if any(k.startswith("backbone.") for k in state):
         replaced = _load_strict(net, state, path, CLASS_HEAD_KEYS[_family(detector.arch)])
-        what = f"detector weights from {path}" + (f" (class layers re-initialised: {_key_list(replaced)})"
+        what = f"detector weights from {path}" + (f" (class layers re-initialised: {key_names(replaced)})"
                                                    if replaced else "")
     else:
         body = getattr(net.backbone, "body", None)
