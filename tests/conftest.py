@@ -22,8 +22,30 @@ def missing_reference(what: str) -> None:
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
 
-# Tests run on a 2-core CPU next to other work; one thread per test process keeps them predictable.
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# The suite runs in two pytest-xdist workers (pytest.ini); one intra-op thread each keeps the two cores of
+# a small machine busy without oversubscribing them. A plain single-process run may use two threads.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, torch.get_num_threads())))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Balance the two xdist workers (pytest.ini: -n 2 --dist worksteal, which splits the list in two halves).
+
+    Tests marked slow (several processes, full-size images) open each half, a module's slow tests kept
+    together (they share module fixtures), modules dealt to the half with fewer slow tests so far; the
+    other tests fill the halves in their usual order. Worker stealing evens out the rest.
+    """
+    slow = [it for it in items if it.get_closest_marker("slow") is not None]
+    if not slow:
+        return
+    fast = [it for it in items if it.get_closest_marker("slow") is None]
+    modules: dict = {}
+    for it in slow:
+        modules.setdefault(it.module.__name__, []).append(it)
+    halves: list = [[], []]
+    for group in sorted(modules.values(), key=len, reverse=True):
+        min(halves, key=len).extend(group)
+    cut = max(0, len(items) // 2 - len(halves[0]))
+    items[:] = halves[0] + fast[:cut] + halves[1] + fast[cut:]
 
 
 def load_fuse_cli():

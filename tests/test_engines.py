@@ -121,6 +121,7 @@ def test_onnx_engine_with_a_missing_file_exits_2(cli, capsys, ckpt, frames, tmp_
     assert rc == 2 and err.startswith(f"error: {tmp_path / 'absent.onnx'}: no such ONNX file") and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_torchrun_fusion_equals_single_process_byte_for_byte(ckpt, tmp_path):
     """`python -m torch.distributed.run --nproc_per_node=2 test.py` on data/demo/test vs a plain run."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -142,6 +143,7 @@ def test_torchrun_fusion_equals_single_process_byte_for_byte(ckpt, tmp_path):
         assert (tmp_path / "single" / name).read_bytes() == (tmp_path / "dist" / name).read_bytes(), name
 
 
+@pytest.mark.slow
 def test_torchrun_failures_are_gathered_not_hung(ckpt, frames, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -181,6 +183,7 @@ def test_export_onnx_script_writes_a_matching_model(ckpt, tmp_path, capsys):
     assert "no such checkpoint file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_benchmark_prints_its_table_and_final_line(ckpt):
     proc = subprocess.run([sys.executable, "scripts/benchmark.py", "--checkpoint", str(ckpt), "--size", "64x48",
                            "--engines", "reference,fast,onnx", "--repeats", "1", "--no_memory"],

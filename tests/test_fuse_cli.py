@@ -302,6 +302,7 @@ def test_help_names_the_options(cli, capsys):
         assert flag in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["reference", "default"])
 def test_conformance_with_the_released_outputs(cli, capsys, shared_dir, tmp_path, engine):
     """The authors' checkpoint on their test pairs reproduces every released output within 1 grey level,

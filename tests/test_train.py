@@ -93,6 +93,7 @@ def params(sd: dict, model) -> dict:
     return {k: v for k, v in sd.items() if k in names}
 
 
+@pytest.mark.slow
 def test_schedule_losses_and_outputs(data_root, tmp_path):
     assert run(data_root, tmp_path / "r", "--student_epoch", "2") == 0
     run_dir = tmp_path / "r"
@@ -127,6 +128,7 @@ def test_schedule_losses_and_outputs(data_root, tmp_path):
     assert len(events.Scalars("teacher/total")) == 4
 
 
+@pytest.mark.slow
 def test_each_network_changes_only_on_its_own_steps(data_root, tmp_path):
     from models.student import Student
     from models.teacher import Teacher
@@ -151,6 +153,7 @@ def test_each_network_changes_only_on_its_own_steps(data_root, tmp_path):
     assert not same(params(two["teacher"], t0), tp0)           # ... and moved the teacher
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_weights(data_root, tmp_path):
     # 4 updates straight: epoch 1 (3 batches, no reuse with an odd count), then 1 batch of epoch 2.
     assert run(data_root, tmp_path / "straight", "--max_steps", "4") == 0
@@ -214,6 +217,7 @@ def test_bad_config_and_resume_file_give_one_line(tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # nothing is created for a run that cannot start
 
 
+@pytest.mark.slow
 def test_two_process_training_matches_on_both_ranks_and_resumes(data_root, tmp_path):
     """torchrun with Gloo: identical weights on both ranks; rank 0's last.pt resumes in one process."""
     run_dir = tmp_path / "ddp"
@@ -237,6 +241,7 @@ def test_two_process_training_matches_on_both_ranks_and_resumes(data_root, tmp_p
     assert state(run_dir / "last.pt")["global_step"] == 5
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_after_the_step_and_resumes(data_root, tmp_path):
     """SIGINT: the current step finishes, last.pt is written, exit code 130; --resume continues from there."""
     import signal
@@ -281,6 +286,7 @@ def test_unknown_keys_and_wrong_types_stop_before_any_work(tmp_path, capsys):
     assert not run_dir.exists()
 
 
+@pytest.mark.slow
 def test_a_student_that_never_trained_is_not_exported_and_shipped_files_stay(data_root, tmp_path, caplog):
     shipped = ROOT / "checkpoints" / "sage_student_demo.pt"
     before = shipped.read_bytes()

@@ -59,6 +59,7 @@ def ref(tmp_path_factory, repo_root, make_pairs, sub_env, test_sets):
     return root, names, root / "ref_cache"
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_equals_uninterrupted_run(ref, repo_root, sub_env, test_sets):
     root, names, ref_cache = ref
     cache = root / "crash_cache"
@@ -83,6 +84,7 @@ def test_kill_9_then_resume_equals_uninterrupted_run(ref, repo_root, sub_env, te
     assert not [f for f in os.listdir(cache) if f.endswith(".tmp") and not f.startswith(".manifest")]
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_equal_one_process(ref, repo_root, sub_env, test_sets):
     root, names, ref_cache = ref
     cache = root / "dist_cache"
@@ -94,6 +96,7 @@ def test_torchrun_two_ranks_equal_one_process(ref, repo_root, sub_env, test_sets
     assert_same_cache(cache, ref_cache)
 
 
+@pytest.mark.slow
 def test_torchrun_failure_on_one_rank_stops_all(ref, repo_root, sub_env, test_sets, tmp_path, make_pairs):
     root = tmp_path / "data"
     names = make_pairs(root, 2, seed=5)
@@ -108,6 +111,7 @@ def test_torchrun_failure_on_one_rank_stops_all(ref, repo_root, sub_env, test_se
     assert list_entries(root / "c") == [names[0]]  # rank 0's work is kept for the next run
 
 
+@pytest.mark.slow
 def test_cli_errors_verify_and_stats(ref, main, test_sets, tmp_path, capsys):
     root, names, ref_cache = ref
     base = ["--root_dir", str(root), "--no_progress"]

@@ -36,6 +36,7 @@ def tiny_data(tmp_path_factory, make_pairs):
     return root, names
 
 
+@pytest.mark.slow
 def test_cache_holds_the_selected_generator_masks(tiny_data, random_sam, settings, tmp_path):
     root, names = tiny_data
     summary = build_cache(root, None, settings, progress=False, cache_dir=tmp_path / "c", model=random_sam)
