@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Tuple
+from typing import Callable, List, Tuple
 
 import torch
 from torch.utils.data import Dataset
@@ -27,14 +27,18 @@ def load_pair(name: str, ir_path: Path, vis_path: Path) -> Tuple[torch.Tensor, t
     return torch.from_numpy(ir)[None], torch.from_numpy(vis), colour
 
 
+def ycrcb_item(name: str, ir_path: Path, vis_path: Path) -> dict:
+    """One pair as SAGE reads it: {name, ir (1,H,W), vis (3,H,W) YCrCb, colour}; raises PairError."""
+    ir, vis, colour = load_pair(name, ir_path, vis_path)
+    return {"name": name, "ir": ir, "vis": vis, "colour": colour}
+
+
 class PairDataset(Dataset):
-    """Decoded pairs for a DataLoader: {name, ir (1,H,W), vis (3,H,W) YCrCb, colour} or {name, error}.
+    """Decoded pairs for a DataLoader: `read(name, ir_path, vis_path)` items (default: SAGE's YCrCb items),
+    or {name, error} for a bad pair: never an exception, so loader workers keep going."""
 
-    A bad pair comes back as an error record (never an exception), so loader workers keep going.
-    """
-
-    def __init__(self, pairs: List[Tuple[str, Path, Path]]):
-        self.pairs = pairs
+    def __init__(self, pairs: List[Tuple[str, Path, Path]], read: Callable[[str, Path, Path], dict] = ycrcb_item):
+        self.pairs, self.read = pairs, read
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -42,10 +46,9 @@ class PairDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         name, ir_path, vis_path = self.pairs[i]
         try:
-            ir, vis, colour = load_pair(name, ir_path, vis_path)
-        except PairError as exc:
+            return self.read(name, ir_path, vis_path)
+        except (PairError, ImageReadError) as exc:
             return {"name": name, "error": str(exc)}
-        return {"name": name, "ir": ir, "vis": vis, "colour": colour}
 
 
 def same_size_groups(batch: List[dict]) -> List[List[dict]]:

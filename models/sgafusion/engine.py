@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from data.fusion_pairs import PairDataset
 from data.imageio import ImageReadError, read_raw
 from utils.config import merge
 
@@ -75,23 +76,6 @@ def read_pair_rgb(name: str, ir_path: Path, vis_path: Path) -> Dict[str, Any]:
             "ir": torch.from_numpy(np.ascontiguousarray(ir).astype(np.float32) / float(np.iinfo(ir_raw.dtype).max))}
 
 
-class RGBPairDataset(Dataset):
-    """Decoded pairs for test.py's loader: read_pair_rgb items, or {name, error} for a bad pair (never raises)."""
-
-    def __init__(self, pairs: List[Tuple[str, Path, Path]]):
-        self.pairs = pairs
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i: int) -> dict:
-        name, ir_path, vis_path = self.pairs[i]
-        try:
-            return read_pair_rgb(name, ir_path, vis_path)
-        except ImageReadError as exc:
-            return {"name": name, "error": str(exc)}
-
-
 def to_uint8_image(fused: torch.Tensor, colour: bool) -> np.ndarray:
     """One fused RGB (3, H, W) in [0, 1] -> uint8 (H, W, 3) RGB, or (H, W) BT.601 luma when the visible
     image was grey; round(255 x)."""
@@ -117,7 +101,7 @@ class SGAFusionMethod:
 
     @staticmethod
     def dataset(pairs) -> Dataset:
-        return RGBPairDataset(pairs)
+        return PairDataset(pairs, read=read_pair_rgb)
 
     def fuse_rgb(self, vis: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
         """vis (B, 3, H, W) RGB, ir (B, 1 or 3, H, W), both in [0, 1] -> fused RGB (B, 3, H, W) on the CPU."""
