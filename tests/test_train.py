@@ -254,7 +254,8 @@ def test_ctrl_c_stops_after_the_step_and_resumes(data_root, tmp_path):
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = run_dir / "train.log"
     deadline = time.time() + 300
-    while time.time() < deadline and not (log.is_file() and "epoch 1 done" in log.read_text()):
+    # The log's line for update 2 (report_freq 2) comes from inside the loop, where Ctrl-C is handled.
+    while time.time() < deadline and not (log.is_file() and "epoch 1 update 2 " in log.read_text()):
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
@@ -262,11 +263,10 @@ def test_ctrl_c_stops_after_the_step_and_resumes(data_root, tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "python train.py --resume" in err
     last = state(run_dir / "last.pt")
-    assert last["global_step"] >= 3 and last["global_step"] < 200 * 3
+    assert 2 <= last["global_step"] < 200 * 3
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        epochs_done = last["epoch"] if last["step_in_epoch"] else last["epoch"] - 1
-        assert train.main(["--resume", str(run_dir / "last.pt"), "--epochs", str(epochs_done + 1)]) == 0
+        warnings.simplefilter("ignore")  # finish the epoch the run stopped in (or the next one, at a boundary)
+        assert train.main(["--resume", str(run_dir / "last.pt"), "--epochs", str(last["epoch"])]) == 0
     assert state(run_dir / "last.pt")["global_step"] > last["global_step"]
 
 
