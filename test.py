@@ -91,10 +91,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace) -> dict:
     """configs/test.yaml, the --config files merged over it in order, --set items, then flags; checked strictly."""
     cfg = config_from_args(args, DEFAULTS, {f: f for f in FLAGS})
-    if cfg.get("naming") not in NAMINGS:
-        raise ConfigError(f"config key 'naming' expects one of {', '.join(NAMINGS)}, got {cfg.get('naming')!r}")
-    if cfg.get("method") not in METHODS:
-        raise ConfigError(f"config key 'method' expects one of {', '.join(METHODS)}, got {cfg.get('method')!r}")
+    if cfg["naming"] not in NAMINGS:
+        raise ConfigError(f"config key 'naming' expects one of {', '.join(NAMINGS)}, got {cfg['naming']!r}")
+    if cfg["method"] not in METHODS:
+        raise ConfigError(f"config key 'method' expects one of {', '.join(METHODS)}, got {cfg['method']!r}")
     if cfg["method"] == "sgafusion" and cfg["checkpoint"] == load_config(DEFAULTS)["checkpoint"]:
         cfg["checkpoint"] = cfg["sgafusion"]["checkpoint"]  # the SAGE default means: this method's default
     return cfg
@@ -149,9 +149,8 @@ class SageMethod:
 
     def __init__(self, engine, cfg: dict):
         self.engine = engine
-        self.tiling = dict(multiple=int(cfg.get("pad_multiple") or 4), tile=cfg.get("tile") or None,
-                           overlap=int(cfg.get("overlap") if cfg.get("overlap") is not None else 64),
-                           tile_above=cfg.get("tile_above") or None)
+        self.tiling = dict(multiple=int(cfg["pad_multiple"]), tile=cfg["tile"] or None, overlap=int(cfg["overlap"]),
+                           tile_above=cfg["tile_above"] or None)  # 0 or null: no tiling
 
     @property
     def name(self) -> str:
@@ -221,11 +220,11 @@ def fuse_folder(method, pairs, cfg: dict, save: Path, show_progress: bool = True
     outputs: name -> fused image path (default <save>/<name>.png). Decoding runs in DataLoader workers and
     encoding/writing in a thread, both overlapping the network.
     """
-    naming = cfg.get("naming") or "png"
+    naming = cfg["naming"]
     outputs = outputs or {}
     out_of = lambda name: outputs.get(name) or save / f"{name}.png"
-    batch_size = max(1, int(cfg.get("batch_size") or 1))
-    workers = max(0, min(int(cfg.get("workers") or 0), len(pairs) - 1))
+    batch_size = max(1, int(cfg["batch_size"]))
+    workers = max(0, min(int(cfg["workers"]), len(pairs) - 1))
     loader = DataLoader(method.dataset(pairs), batch_size=batch_size, num_workers=workers, collate_fn=list,
                         persistent_workers=False, prefetch_factor=2 if workers else None)
     fused, failed, times = 0, [], []
@@ -265,7 +264,7 @@ def fuse_folder(method, pairs, cfg: dict, save: Path, show_progress: bool = True
                 dt = time.perf_counter() - t0
                 times.extend([dt / len(group)] * len(group))
                 for it, f in zip(group, out):
-                    pending.append((it["name"], writer.submit(save_outputs, it, f, save, bool(cfg.get("grid")),
+                    pending.append((it["name"], writer.submit(save_outputs, it, f, save, bool(cfg["grid"]),
                                                               out_of(it["name"]), naming, method)))
                 collect(block_above=2 * batch_size)  # bounded: at most a few images wait for the writer
                 bar.update(len(group))
@@ -319,11 +318,11 @@ def evaluate_outputs(ir_dir: Path, vis_dir: Path, save: Path, names: List[str], 
 
 def build_sage(cfg: dict, device: torch.device):
     """(SageMethod, description of the weights) from the config: the student checkpoint or an ONNX file."""
-    name = cfg.get("engine") or "auto"
-    if name == "auto" and cfg.get("onnx"):
+    name = cfg["engine"]
+    if name == "auto" and cfg["onnx"]:
         name = "onnx"  # an ONNX file was given: use it
     model = None
-    if not (name == "onnx" and cfg.get("onnx")):
+    if not (name == "onnx" and cfg["onnx"]):
         ckpt = Path(cfg["checkpoint"])
         if not ckpt.is_file() and ckpt.name == "checkpoints.pt":  # the authors' file, not downloaded yet
             raise CheckpointError(f"{ckpt}: no such checkpoint file; get the authors' weights with "
@@ -333,7 +332,7 @@ def build_sage(cfg: dict, device: torch.device):
     if model is not None and Path(cfg["checkpoint"]).name == "sage_student_demo.pt":
         weights += (" (the demo student, trained on synthetic data; for real images the authors' "
                     "checkpoints/checkpoints.pt from scripts/download_weights.py)")
-    return SageMethod(build_engine(name, model, onnx_path=cfg.get("onnx"), device=device), cfg), weights
+    return SageMethod(build_engine(name, model, onnx_path=cfg["onnx"], device=device), cfg), weights
 
 
 def build_sgafusion(cfg: dict, device: torch.device):
@@ -352,25 +351,25 @@ def main(argv=None) -> int:
     info = distributed.env_info()
     try:
         cfg = build_config(args)
-        device = distributed.local_device(pick_device(cfg.get("device", "auto")), info)
-        ir_dir, vis_dir = resolve_dirs(cfg.get("img_dir"), cfg.get("ir_dir"), cfg.get("vis_dir"))
-        if cfg.get("keep_freed_memory", True) and device.type == "cpu":
+        device = distributed.local_device(pick_device(cfg["device"]), info)
+        ir_dir, vis_dir = resolve_dirs(cfg["img_dir"], cfg["ir_dir"], cfg["vis_dir"])
+        if cfg["keep_freed_memory"] and device.type == "cpu":
             keep_freed_memory()  # no page faults for each new ~100 MB feature map (utils/memory.py)
         if cfg["method"] == "sgafusion":
             method, weights = build_sgafusion(cfg, device)
         else:
             method, weights = build_sage(cfg, device)
         metric_names = None
-        if cfg.get("evaluate"):
+        if cfg["evaluate"]:
             from metrics import MetricNameError, parse_metric_list
             try:
-                metric_names = parse_metric_list(cfg.get("metrics"))
+                metric_names = parse_metric_list(cfg["metrics"])
             except MetricNameError as exc:
                 raise ConfigError(str(exc)) from None
     except (ConfigError, DeviceError, PairingError, CheckpointError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if cfg.get("tile") and not method.tiles:
+    if cfg["tile"] and not method.tiles:
         print(f"note: --tile ignored: {method.name} fuses whole images (its degradation cue and the dehaze "
               "expert's atmospheric light are computed from the whole image, so tiles would change the result)")
 
@@ -379,17 +378,17 @@ def main(argv=None) -> int:
     if not pairing.pairs:
         print(f"error: {pairing.no_pairs_message(ir_dir, vis_dir)}", file=sys.stderr)
         return 2
-    outputs = {n: output_path(save, n, vis_path, cfg.get("naming") or "png") for n, _, vis_path in pairing.pairs}
+    outputs = {n: output_path(save, n, vis_path, cfg["naming"]) for n, _, vis_path in pairing.pairs}
     # Under torchrun only: Gloo on CPU, NCCL on CUDA. The timeout covers ranks finishing their shares at
     # different times (the final gather waits); a rank that crashes is torn down by torchrun with the others.
     distributed.init(device, timeout_s=6 * 3600)
     mine = pairing.pairs[info.rank::info.world_size]  # this process's share
-    todo = [p for p in mine if cfg.get("overwrite") or not outputs[p[0]].exists()]
+    todo = [p for p in mine if cfg["overwrite"] or not outputs[p[0]].exists()]
     kept_pairs = [p for p in mine if p not in todo]
     t_start = time.perf_counter()
     result = fuse_folder(method, todo, cfg, save, show_progress=info.is_main, outputs=outputs)
     result.update(kept=len(kept_pairs), wall=time.perf_counter() - t_start)
-    if cfg.get("grid") and kept_pairs:  # grids of kept outputs come from the files already there
+    if cfg["grid"] and kept_pairs:  # grids of kept outputs come from the files already there
         result["grids"] = grids_for_kept(kept_pairs, outputs, save)
 
     results = [result]
@@ -412,8 +411,8 @@ def main(argv=None) -> int:
             parts.append(f"{unpaired} without partner")
         print(f"{', '.join(parts)} | {speed} on {device} | output: {save}")
         procs = f", {info.world_size} processes" if info.enabled else ""
-        print(f"  engine: {method.describe()}, batch {cfg.get('batch_size') or 1}, "
-              f"{cfg.get('workers') or 0} loader worker(s){procs}; wall {max(r['wall'] for r in results):.1f} s")
+        print(f"  engine: {method.describe()}, batch {cfg['batch_size']}, "
+              f"{cfg['workers']} loader worker(s){procs}; wall {max(r['wall'] for r in results):.1f} s")
         print(f"  weights: {weights}")
         grids = [r["grids"] for r in results if "grids" in r]
         if grids:
@@ -429,7 +428,7 @@ def main(argv=None) -> int:
             print(f"  no VIS partner: {p}")
         for p in pairing.vis_only:
             print(f"  no IR partner: {p}")
-        if cfg.get("evaluate"):
+        if cfg["evaluate"]:
             failed_names = {n for n, _ in failed}
             names = [p[0] for p in pairing.pairs if p[0] not in failed_names]
             if kept:
