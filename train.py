@@ -18,7 +18,6 @@ See docs/training.md (SAGE) and docs/sgafusion.md (SGAFusion).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
@@ -159,6 +158,9 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
     interrupt = GracefulStop(enabled=not info.enabled, on_request=lambda sig: log.warning(
         "%s: finishing this step, then writing last.pt and stopping (Ctrl-C again aborts at once)", sig))
 
+    def stop_wanted() -> bool:
+        return (max_steps is not None and progress.batches_done >= int(max_steps)) or bool(interrupt.requested)
+
     def save_position(epoch: int, position: int) -> None:
         progress.epoch, progress.step_in_epoch = epoch, position
         if info.is_main:
@@ -170,18 +172,19 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
             first = progress.step_in_epoch if epoch == progress.epoch else 0
             trainer.sampler.set_epoch(epoch, start=first * batch_size)
             trainer.dataset.set_epoch(epoch)
-            steps = trainer.plan(epoch, per_epoch)
+            steps_of_batch: Dict[int, list] = {}
+            for step in trainer.plan(epoch, per_epoch):  # a reused last batch has two steps
+                steps_of_batch.setdefault(step.batch_index, []).append(step)
             bar = tqdm(trainer.loader, desc=f"epoch {epoch}/{epochs}", initial=first, total=per_epoch, unit="batch",
                        dynamic_ncols=True, disable=not info.is_main)
             for i, batch in enumerate(bar, start=first):
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                for step in (s for s in steps if s.batch_index == i):
+                for step in steps_of_batch.get(i, ()):
                     terms = train_one(trainer, step.kind, batch, epoch, progress, board, device)
                     bar.set_postfix_str(f"{step.kind[0]} loss {terms['total']:.4g}")
                 progress.batches_done += 1
                 last_in_epoch = i + 1 == per_epoch
-                stop = (max_steps is not None and progress.batches_done >= int(max_steps)) or interrupt.requested
-                if stop and not last_in_epoch:
+                if stop_wanted() and not last_in_epoch:
                     save_position(epoch, i + 1)
                     stopped = True
                     break
@@ -196,7 +199,7 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
                     save_atomic(obj if isinstance(obj, dict) else unwrap(obj).state_dict(), run_dir / rel)
             save_position(epoch + 1, 0)
             log.info("epoch %d done (%d updates, %.0f s)", epoch, progress.global_step, time.time() - t0)
-            if (max_steps is not None and progress.batches_done >= int(max_steps)) or interrupt.requested:
+            if stop_wanted():
                 stopped = True
                 break
 
@@ -204,10 +207,8 @@ def run(cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo,
     if info.enabled:
         check_replicas(run_dir, trainer.networks, world, info.is_main)
     if info.is_main:
-        if not stopped and hasattr(trainer, "export_final"):
-            trainer.export_final(cfg["export"]["checkpoint_to"], progress.epoch - 1)
-        elif not stopped:
-            export_student(cfg["export"]["student_to"], trainer, progress)
+        if not stopped:
+            trainer.export_final(progress)  # only where the config asks (--export)
         log.info("%s after %d updates; weights in %s", "stopped" if stopped else "finished", progress.global_step,
                  run_dir)
         if interrupt.requested:
@@ -228,12 +229,7 @@ def train_one(trainer, kind: str, batch: Dict[str, torch.Tensor], epoch: int, pr
     if dist_utils.any_true(bad is not None, device):
         raise TrainError(bad or f"another process met a non-finite {kind} loss at update {progress.global_step + 1}")
     opt, sched = trainer.optimisers[kind]
-    if hasattr(trainer, "update"):  # the method's own update (e.g. SGAFusion: AMP GradScaler, clipping)
-        trainer.update(kind, loss)
-    else:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    trainer.update(kind, loss)  # backward and optimiser step (SGAFusion: with its GradScaler and clipping)
     sched.step()
     progress.global_step += 1
     values = {k: float(v) for k, v in terms.items()}
@@ -247,17 +243,6 @@ def warn_untrained(trainer, epochs: int) -> None:
         if not any(s.kind == name for e in range(1, epochs + 1) for s in trainer.plan(e, 2)):
             log.warning("the %s takes no step in this run (epochs=%d); it will not be trained or exported", name,
                         epochs)
-
-
-def export_student(path: Optional[str], trainer, progress: Progress) -> None:
-    """Copy the trained student to `path` (export.student_to / --export), only if it took at least one step."""
-    if not path:
-        return
-    if not any(rec["kind"] == "student" for rec in progress.history):
-        log.warning("student not exported to %s: it took no step in this run", path)
-        return
-    save_atomic(unwrap(trainer.networks["student"]).state_dict(), path)
-    log.info("student copied to %s", path)
 
 
 if __name__ == "__main__":

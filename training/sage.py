@@ -11,7 +11,7 @@ import logging
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -25,7 +25,9 @@ from models.checkpoint import load_weights, read_state_dict
 from models.student import Student
 from models.teacher import Teacher, convert_legacy_teacher_state
 from utils import distributed as dist_utils
+from utils.run_state import save_atomic
 
+from .run_state import unwrap
 from .schedule import epoch_plan, make_scheduler, scheduler_period
 
 log = logging.getLogger("sage.train")
@@ -96,7 +98,8 @@ class SageTraining:
 
     The interface train.py uses (shared with the other methods): `loader`, `sampler`, `dataset`,
     `networks` and `optimisers` (name -> module / (optimizer, scheduler)), `plan(epoch, n)`,
-    `step(kind, batch, epoch)`, `wrap_distributed(device)`, `exports(epoch)` and `description`.
+    `step(kind, batch, epoch)`, `update(kind, loss)`, `wrap_distributed()`, `exports(epoch)`,
+    `export_final(progress)` and `description`.
     """
     method = "sage"
 
@@ -119,6 +122,7 @@ class SageTraining:
             weights=LossWeights.from_config(cfg["loss"]), contrast_mask=cfg["loss"]["contrast_mask"],
             semantic_weight=float(cfg["semantic"]["weight"]), student_epoch=int(train["student_epoch"]),
             ini_epoch=int(train["ini_epoch"]))
+        self.export_to: Optional[str] = cfg["export"]["student_to"]
         total_updates = scheduler_period(int(train["epochs"]), len(self.loader))
         self.optimisers = {"student": adam_cosine(self.nets.student, train["lr_student"], total_updates,
                                                   train["lr_min"])}
@@ -190,6 +194,13 @@ class SageTraining:
             return student_step(self.nets, batch, self.settings)
         return teacher_step(self.nets, batch, self.settings, epoch)
 
+    def update(self, kind: str, loss: torch.Tensor) -> None:
+        """One optimiser step of the network `kind` (its scheduler is stepped by train.py)."""
+        opt, _ = self.optimisers[kind]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
     def wrap_distributed(self) -> None:
         """DistributedDataParallel around both networks (after any resume, before the first step)."""
         ids = [self.device.index] if self.device.type == "cuda" else None
@@ -201,6 +212,16 @@ class SageTraining:
     def exports(self, epoch: int) -> Dict[str, torch.nn.Module]:
         """Files written at the end of every epoch: relative path -> network."""
         return {f"{name}/epoch_{epoch}.pt": net for name, net in self.networks.items()}
+
+    def export_final(self, progress) -> None:
+        """Copy the trained student to export.student_to (--export), only if it took at least one step."""
+        if not self.export_to:
+            return
+        if not any(rec["kind"] == "student" for rec in progress.history):
+            log.warning("student not exported to %s: it took no step in this run", self.export_to)
+            return
+        save_atomic(unwrap(self.nets.student).state_dict(), self.export_to)
+        log.info("student copied to %s", self.export_to)
 
 
 def adam_cosine(net: torch.nn.Module, lr: float, total_updates: float, lr_min: float):

@@ -31,7 +31,9 @@ from models.sgafusion.build import build_cue, build_net, load_cue_state, sgafusi
 from data.sampler import ResumableSampler
 from utils import distributed as dist_utils
 from utils.config import ConfigError
+from utils.run_state import save_atomic
 
+from .run_state import unwrap
 from .schedule import Step
 from .sgafusion_data import SegPairSet, StageView, degraded_set
 from .sgafusion_schedule import RELEASE_STAGES, clip_gradients, lr_schedule, set_lr
@@ -151,6 +153,7 @@ class SGAFusionTraining:
         loss = cfg["loss"]
         self.settings = LossSettings(fusion=FusionLossWeights(**{k: float(v) for k, v in loss["fusion"].items()}),
                                      seg_weight=float(loss["seg_weight"]))
+        self.export_to: Optional[str] = cfg["export"]["checkpoint_to"]
         self.include_base = cfg["export"]["include_cue_base"]
         if self.include_base is None:
             self.include_base = cfg["cue"]["tiny"] is not None
@@ -228,8 +231,7 @@ class SGAFusionTraining:
 
     def checkpoint(self, epoch: int) -> Dict[str, Any]:
         """save_sgafusion's object for the current weights, with the config sections that rebuild them."""
-        net = self.net.module if isinstance(self.net, DDP) else self.net
-        cue = self.cue.module if isinstance(self.cue, DDP) else self.cue
+        net, cue = unwrap(self.net), unwrap(self.cue)
         meta = {"format": CHECKPOINT_FORMAT, "stage": self.stage, "epoch": int(epoch),
                 "model_config": model_section(self.cfg), "cue_config": cue_section(self.cfg),
                 "classes": list(self.cfg["data"]["classes"])}
@@ -239,11 +241,9 @@ class SGAFusionTraining:
         """Files written at the end of every epoch: relative path -> checkpoint object."""
         return {f"sgafusion/epoch_{epoch}.pt": self.checkpoint(epoch)}
 
-    def export_final(self, path: Optional[str], epoch: int) -> None:
-        """Write the final weights to `path` (export.checkpoint_to / --export); only when asked."""
-        if not path:
+    def export_final(self, progress) -> None:
+        """Write the final weights to export.checkpoint_to (--export); only when asked."""
+        if not self.export_to:
             return
-        from utils.run_state import save_atomic
-
-        save_atomic(self.checkpoint(epoch), path)
-        log.info("SGAFusion checkpoint written to %s", path)
+        save_atomic(self.checkpoint(progress.epoch - 1), self.export_to)
+        log.info("SGAFusion checkpoint written to %s", self.export_to)
