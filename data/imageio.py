@@ -81,13 +81,18 @@ def read_vis(path: str | os.PathLike) -> Tuple[np.ndarray, bool]:
 
     A grayscale file gives Y = the image and Cr = Cb = 0.5 (so colour restoration is a no-op).
     """
-    img = read_raw(path)
+    return bgr_to_ycrcb(read_raw(path))
+
+
+def bgr_to_ycrcb(img: np.ndarray) -> Tuple[np.ndarray, bool]:
+    """An 8- or 16-bit BGR (H, W, 3) or grey (H, W) array -> (float32 (3, H, W) YCrCb in [0, 1], colour), as
+    read_vis converts a file: 8 bits through OpenCV's fixed-point path, 16 bits in float; grey: Cr = Cb = 0.5."""
     if img.ndim == 2:
         y = _to_unit_float(img)
         half = np.full_like(y, 0.5)
         return np.stack([y, half, half]), False
     if img.dtype == np.uint8:
-        ycrcb = cv2.cvtColor(img, cv2.COLOR_BGR2YCrCb).astype(np.float32) / 255.0
+        ycrcb = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_BGR2YCrCb).astype(np.float32) / 255.0
     else:
         ycrcb = cv2.cvtColor(_to_unit_float(img), cv2.COLOR_BGR2YCrCb)
     return np.ascontiguousarray(ycrcb.transpose(2, 0, 1)), True

@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
-import cv2
 import numpy as np
 import torch
+
+from data.imageio import bgr_to_ycrcb
 
 # A fuser: (vis uint8 (H, W, 3) RGB or (H, W) grey, ir uint8 (H, W)) -> fused uint8 with vis's layout.
 Fuser = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -84,14 +85,9 @@ def _check_inputs(vis: np.ndarray, ir: np.ndarray) -> None:
 
 
 def vis_to_ycrcb(vis: np.ndarray) -> np.ndarray:
-    """uint8 RGB (H, W, 3) or grey (H, W) -> float32 (3, H, W) YCrCb in [0, 1], as data.imageio.read_vis
-    converts an 8-bit file (grey: Cr = Cb = 0.5)."""
-    if vis.ndim == 2:
-        y = vis.astype(np.float32) / 255.0
-        half = np.full_like(y, 0.5)
-        return np.stack([y, half, half])
-    ycrcb = cv2.cvtColor(np.ascontiguousarray(vis[:, :, ::-1]), cv2.COLOR_BGR2YCrCb).astype(np.float32) / 255.0
-    return np.ascontiguousarray(ycrcb.transpose(2, 0, 1))
+    """uint8 RGB (H, W, 3) or grey (H, W) -> float32 (3, H, W) YCrCb in [0, 1], exactly as
+    data.imageio.read_vis converts an 8-bit file (grey: Cr = Cb = 0.5)."""
+    return bgr_to_ycrcb(vis[:, :, ::-1] if vis.ndim == 3 else vis)[0]
 
 
 def sage_fuser(checkpoint: Optional[str], device: torch.device, engine: str = "auto",
