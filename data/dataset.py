@@ -62,6 +62,32 @@ def label_bbox_crop(label: np.ndarray, crop: Tuple[int, int], rng: np.random.Gen
     return top, left
 
 
+def labelled_pairs(root: str | Path, require_labels: bool = True, label_hint: Optional[str] = None
+                   ) -> Tuple[Optional[Path], List[Tuple[str, Path, Path, Optional[Path]]]]:
+    """(label folder or None, [(name, ir, vis, label or None)]) of a training folder with Ir/, Vis/ and Label/.
+
+    No pair, or a pair without its label, is a PairingError naming the folder; a missing Label/ is one only
+    when `require_labels` (`label_hint` is added to that message).
+    """
+    root = Path(root)
+    pairing = pair_folders(find_subdir(root, IR_DIR_NAMES, "infrared"), find_subdir(root, VIS_DIR_NAMES, "visible"))
+    if not pairing.pairs:
+        raise PairingError(f"{root}: no IR/VIS pairs with matching names")
+    label_dir: Optional[Path] = None
+    try:
+        label_dir = find_subdir(root, LABEL_DIR_NAMES, "label", hint=label_hint)
+    except PairingError:
+        if require_labels:
+            raise
+    labels = list_images(label_dir) if label_dir else {}
+    items = []
+    for name, ir, vis in pairing.pairs:
+        if label_dir is not None and name not in labels:
+            raise PairingError(f"{label_dir}: no label for pair '{name}'")
+        items.append((name, ir, vis, labels.get(name)))
+    return label_dir, items
+
+
 class FusionTrainSet(EpochSeededSet):
     """IR/VIS/label triples with shared crop and flip, and optionally the SAM segment images.
 
@@ -84,24 +110,7 @@ class FusionTrainSet(EpochSeededSet):
                  official_label_scaling: bool = False, require_labels: bool = True, crop: str = "label_box"):
         if crop not in CROP_MODES:
             raise ValueError(f"data.crop={crop!r}: expected one of {', '.join(CROP_MODES)}")
-        root = Path(root)
-        ir_dir = find_subdir(root, IR_DIR_NAMES, "infrared")
-        vis_dir = find_subdir(root, VIS_DIR_NAMES, "visible")
-        pairing = pair_folders(ir_dir, vis_dir)
-        if not pairing.pairs:
-            raise PairingError(f"{root}: no IR/VIS pairs with matching names")
-        self.label_dir: Optional[Path] = None
-        try:
-            self.label_dir = find_subdir(root, LABEL_DIR_NAMES, "label")
-        except PairingError:
-            if require_labels:
-                raise
-        self.items: List[Tuple[str, Path, Path, Optional[Path]]] = []
-        labels = list_images(self.label_dir) if self.label_dir else {}
-        for name, ir, vis in pairing.pairs:
-            if self.label_dir is not None and name not in labels:
-                raise PairingError(f"{self.label_dir}: no label for pair '{name}'")
-            self.items.append((name, ir, vis, labels.get(name)))
+        self.label_dir, self.items = labelled_pairs(root, require_labels)
         super().__init__(self.items, crop_size, seed, hflip)
         self.crop_mode, self.segments = crop, segments
         self.official_label_scaling = bool(official_label_scaling)

@@ -15,17 +15,17 @@ sees the same items as an uninterrupted one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from data.dataset import LABEL_DIR_NAMES
+from data.dataset import labelled_pairs
 from data.degraded_pairs import DegradedPairSet, LabelledPairSet
 from data.imageio import ImageReadError, read_index_map, read_ir, read_rgb
-from data.pairs import IR_DIR_NAMES, VIS_DIR_NAMES, PairingError, find_subdir, list_images, pair_folders
 from data.seeded import EpochSeededSet
+from semantic.classes import check_label_range
 
 IGNORE_INDEX = -100  # the segmentation loss's ignore index (losses/sgafusion.py)
 
@@ -45,29 +45,17 @@ class SegPairSet(EpochSeededSet):
 
     def __init__(self, root: str | Path, num_classes: int, crop_size: Sequence[int] = (192, 256), seed: int = 0,
                  hflip: float = 0.5, ignore_label: Optional[int] = None):
-        root = Path(root)
-        pairing = pair_folders(find_subdir(root, IR_DIR_NAMES, "infrared"), find_subdir(root, VIS_DIR_NAMES, "visible"))
-        if not pairing.pairs:
-            raise PairingError(f"{root}: no IR/VIS pairs with matching names")
-        label_dir = find_subdir(root, LABEL_DIR_NAMES, "label",
-                                hint="stage 2 (joint segmentation + fusion) needs class-index maps in Label/")
-        labels = list_images(label_dir)
-        items: List[Tuple[str, Path, Path, Path]] = []
-        for name, ir, vis in pairing.pairs:
-            if name not in labels:
-                raise PairingError(f"{label_dir}: no label for pair '{name}'")
-            items.append((name, ir, vis, labels[name]))
+        _, items = labelled_pairs(root, label_hint="stage 2 (joint segmentation + fusion) needs class-index maps "
+                                                   "in Label/")
         super().__init__(items, crop_size, seed, hflip)
         self.num_classes, self.ignore_label = int(num_classes), ignore_label
 
     def _label(self, path: Path) -> np.ndarray:
-        label = read_index_map(path)
-        ignored = label == self.ignore_label if self.ignore_label is not None else np.zeros(label.shape, bool)
-        bad = (label < 0) | (label >= self.num_classes)
-        if (bad & ~ignored).any():
-            raise ImageReadError(f"{path}: label values {sorted(set(np.unique(label[bad & ~ignored]).tolist()))} "
-                                 f"outside 0..{self.num_classes - 1} (set model.num_classes or data.ignore_label)")
-        return np.where(ignored, IGNORE_INDEX, label)
+        label = read_index_map(path)  # class indices, never negative
+        ignore = -1 if self.ignore_label is None else self.ignore_label
+        check_label_range(label, self.num_classes, ignore, str(path), "set model.num_classes or data.ignore_label",
+                          error=ImageReadError)
+        return np.where(label == ignore, IGNORE_INDEX, label)
 
     def __getitem__(self, index: int) -> Dict[str, torch.Tensor]:
         name, ir_path, vis_path, label_path = self.items[index]
