@@ -24,7 +24,7 @@ from models.checkpoint import CheckpointError, read_state_dict
 from utils.errors import first_line
 from utils.hashing import sha256_of
 
-from .settings import is_random_checkpoint, require_sam_checkpoint
+from .settings import require_sam_checkpoint
 
 
 # (embed_dim, depth, num_heads, global_attn_indexes) as in segment_anything/build_sam.py

@@ -169,7 +169,7 @@ def teacher_runners(names, device, size) -> Tuple[Dict[str, Callable], str, Dict
             with torch.inference_mode():
                 return model(y, ir, vm, im)[0]
         runners[n] = run
-    return runners, f"random-weight Teacher(mask_channels=4), synthetic segment images", skipped
+    return runners, "random-weight Teacher(mask_channels=4), synthetic segment images", skipped
 
 
 # ---- measuring -------------------------------------------------------------------------------------
@@ -330,7 +330,7 @@ def main(argv=None) -> int:
         mem = None if args.no_memory else probe_memory(args, name)
         rows.append((name, med, ratio, diff, mem, ""))
 
-    print(f"\n| engine | median ms/pair | speed-up | max diff (grey levels) | peak memory (MiB) |")
+    print("\n| engine | median ms/pair | speed-up | max diff (grey levels) | peak memory (MiB) |")
     print("| --- | ---: | ---: | ---: | ---: |")
     fmt = lambda v, f: "n/a" if v is None else f.format(v)
     for name, med, ratio, diff, mem, note in rows:

@@ -29,7 +29,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import torch
 
-from ..checkpoint import CheckpointError, check_keys, load_weights, read_state_dict
+from ..checkpoint import check_keys, load_weights, read_state_dict
 from .cue import ClipCueEncoder, load_clip_visual, tiny_clip_visual
 from .lora import LORA_TARGETS, add_lora, is_lora_name
 from .network import SGAFusionNet

@@ -22,7 +22,6 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
