@@ -10,8 +10,8 @@
 The release's numbers are the defaults: a `null` in train.epochs / batch_size / lr / amp / grad_clip
 means the stage's value in training/sgafusion_schedule.RELEASE_STAGES (`prepare_config` fills them in).
 The learning rate is constant per epoch (`lr_schedule`; compounding decay only with
-train.release_compounding_lr); AMP (CUDA only) and clipping run in `update`, which train.py calls
-instead of its plain backward/step. Every epoch writes sgafusion/epoch_N.pt in save_sgafusion's format
+train.release_compounding_lr); AMP (CUDA only) and clipping run in `update`, the run class's
+optimiser step that train.py calls. Every epoch writes sgafusion/epoch_N.pt in save_sgafusion's format
 with the model and cue config sections inside (`model_config`, `cue_config`), so test.py rebuilds the
 network from the file alone. See docs/sgafusion.md, "Training".
 """
@@ -117,8 +117,7 @@ class _DDP(DDP):
 
 
 class SGAFusionTraining:
-    """One SGAFusion stage as a train.py run (interface: see training/sage.py, plus `update` and
-    `export_final`)."""
+    """One SGAFusion stage as a train.py run (the interface of training/sage.py's SageTraining)."""
     method = "sgafusion"
 
     def __init__(self, cfg: Dict[str, Any], device: torch.device, info: dist_utils.DistInfo):
@@ -213,7 +212,7 @@ class SGAFusionTraining:
 
     def update(self, kind: str, loss: torch.Tensor) -> None:
         """Backward and optimiser step with the AMP GradScaler and gradient clipping (train.py calls this
-        instead of its plain zero_grad/backward/step). Clipping acts on unscaled gradients unless
+        for every update). Clipping acts on unscaled gradients unless
         train.release_scaled_clipping."""
         opt, _ = self.optimisers[kind]
         opt.zero_grad(set_to_none=True)
